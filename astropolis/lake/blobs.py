@@ -292,8 +292,11 @@ class BlobStore:
             set_immutable_flag(path)
         except OSError as error:
             os.remove(path)
-            hint = "run as root with CAP_LINUX_IMMUTABLE on ext4/xfs/btrfs" if error.errno in (
-                errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP) else "see the error"
+            hint = (
+                "run as root with CAP_LINUX_IMMUTABLE on ext4/xfs/btrfs"
+                if error.errno in (errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP)
+                else "see the error"
+            )
             raise LakeError(
                 f"harden_blobs is on but {self.root} cannot take the immutable flag ({error.strerror}); {hint}"
             ) from error

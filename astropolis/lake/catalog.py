@@ -78,6 +78,3 @@ class EdgeRow(SQLModel, table=True):
     parent: str = Field(sa_column=Column(String(71), ForeignKey("lake_objects.id"), primary_key=True))
     child: str = Field(sa_column=Column(String(71), ForeignKey("lake_objects.id"), primary_key=True, index=True))
     relation: str = Field(primary_key=True, max_length=32)
-
-
-CATALOG_TABLES = (ObjectRow, FrameRow, ProductRow, EdgeRow)

@@ -81,11 +81,10 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
 
 def insert_ignore(connection: Connection, table: Table, values: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
     """INSERT rows, skipping any whose key already exists; returns how many were new."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    result = connection.execute(dialect_insert(table).on_conflict_do_nothing(), values)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    result = connection.execute(dialect.insert(table).on_conflict_do_nothing(), values)
     return int(result.rowcount or 0)
 
 

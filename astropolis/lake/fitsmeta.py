@@ -277,12 +277,12 @@ def _facts_from_hdul(hdul: Any, *, source: str, site: str | None, notes: list[st
     if site is not None:
         site_name, site_source = site, "--site"
     else:
-        site_name, site_key = _text(header, "OBSERVAT", "SITENAME", "TELESCOP")
-        if site_name is None:
-            site_name, site_key = _text(hdul[0].header, "OBSERVAT", "SITENAME", "TELESCOP")
-        if site_name is None:
+        found, site_key = _text(header, "OBSERVAT", "SITENAME", "TELESCOP")
+        if found is None:
+            found, site_key = _text(hdul[0].header, "OBSERVAT", "SITENAME", "TELESCOP")
+        if found is None:
             raise InvalidFrame(source, "missing TELESCOP/OBSERVAT header keyword; pass --site NAME")
-        site_source = f"header:{site_key}"
+        site_name, site_source = found, f"header:{site_key}"
 
     wcs_pointing = _wcs_pointing(header, width, height)
     keyword_pointing = _keyword_pointing(header, source) or _keyword_pointing(hdul[0].header, source)

@@ -43,6 +43,4 @@ def id_prefix(text: str) -> str:
 
 def canonical_json(value: Any) -> bytes:
     """Serialise `value` as canonical JSON: sorted keys, no whitespace, UTF-8, no NaN/Infinity."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -18,9 +18,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from astropolis.lake.blobs import BlobStore
-from astropolis.lake.catalog import CATALOG_TABLES, EdgeRow, FrameRow, ObjectRow, ProductRow
+from astropolis.lake.catalog import EdgeRow, FrameRow, ObjectRow, ProductRow
 from astropolis.lake.clock import Clock, SystemClock
-from astropolis.lake.db import insert_ignore, make_append_only, make_engine, read_transaction, sqlite_url, write_transaction
+from astropolis.lake.db import (
+    insert_ignore,
+    make_append_only,
+    make_engine,
+    read_transaction,
+    sqlite_url,
+    write_transaction,
+)
 from astropolis.lake.errors import AmbiguousObjectId, LakeError, ObjectNotFound, ProductConflict
 from astropolis.lake.fitsmeta import read_frame_facts
 from astropolis.lake.ids import canonical_json, id_prefix, validate_object_id
@@ -32,6 +39,7 @@ _OBJECTS = ObjectRow.__table__  # type: ignore[attr-defined]
 _FRAMES = FrameRow.__table__  # type: ignore[attr-defined]
 _PRODUCTS = ProductRow.__table__  # type: ignore[attr-defined]
 _EDGES = EdgeRow.__table__  # type: ignore[attr-defined]
+_TABLES = [_OBJECTS, _FRAMES, _PRODUCTS, _EDGES]
 
 
 def _frame(row: Any) -> Frame:
@@ -79,8 +87,8 @@ class Lake:
         self.blobs = BlobStore(self.root, harden=harden)
         self.engine = make_engine(catalog_url or sqlite_url(self.root / "catalog.db"))
         with write_transaction(self.engine) as connection:
-            SQLModel.metadata.create_all(connection, tables=[t.__table__ for t in CATALOG_TABLES])  # type: ignore[attr-defined]
-            make_append_only(connection, [t.__tablename__ for t in CATALOG_TABLES])  # type: ignore[misc]
+            SQLModel.metadata.create_all(connection, tables=_TABLES)
+            make_append_only(connection, [table.name for table in _TABLES])
 
     def close(self) -> None:
         """Release database connections."""
@@ -107,7 +115,9 @@ class Lake:
         fact_fields = {k: v for k, v in vars(facts).items() if k != "notes"}
         frame = Frame(id=put.id, source_name=path.name, size_bytes=put.size, ingested_at=now, **fact_fields)
         with write_transaction(self.engine) as connection:
-            insert_ignore(connection, _OBJECTS, {"id": put.id, "kind": "frame", "size_bytes": put.size, "stored_at": now})
+            insert_ignore(
+                connection, _OBJECTS, {"id": put.id, "kind": "frame", "size_bytes": put.size, "stored_at": now}
+            )
             created = insert_ignore(connection, _FRAMES, frame.model_dump(exclude={"schema_version"})) == 1
             if not created:
                 existing = connection.execute(select(_FRAMES).where(_FRAMES.c.id == put.id)).one()
@@ -148,8 +158,12 @@ class Lake:
             validate_object_id(input_id)
         try:
             document = product_document(
-                resident=resident, version=version, weights_sha256=weights_sha256, inputs=inputs,
-                output_kind=output_kind, output=dict(output),
+                resident=resident,
+                version=version,
+                weights_sha256=weights_sha256,
+                inputs=inputs,
+                output_kind=output_kind,
+                output=dict(output),
             )
         except (TypeError, ValueError) as error:
             raise LakeError(f"output of {resident} is not JSON-serialisable: {error}") from None
@@ -166,16 +180,28 @@ class Lake:
                 unknown = [i for i in inputs if i not in known]
                 if unknown:
                     raise ObjectNotFound(f"{unknown[0]}: input of {resident} is not in the lake")
-                insert_ignore(connection, _OBJECTS, {"id": put.id, "kind": "product", "size_bytes": put.size, "stored_at": now})
+                insert_ignore(
+                    connection, _OBJECTS, {"id": put.id, "kind": "product", "size_bytes": put.size, "stored_at": now}
+                )
                 connection.execute(
                     _PRODUCTS.insert(),
                     {
-                        "id": put.id, "resident": resident, "version": version, "weights_sha256": weights_sha256,
-                        "input_key": input_key, "inputs_json": input_key, "output_kind": output_kind,
-                        "output_json": output_json, "created_at": now,
+                        "id": put.id,
+                        "resident": resident,
+                        "version": version,
+                        "weights_sha256": weights_sha256,
+                        "input_key": input_key,
+                        "inputs_json": input_key,
+                        "output_kind": output_kind,
+                        "output_json": output_json,
+                        "created_at": now,
                     },
                 )
-                insert_ignore(connection, _EDGES, [{"parent": i, "child": put.id, "relation": "input"} for i in dict.fromkeys(inputs)])
+                insert_ignore(
+                    connection,
+                    _EDGES,
+                    [{"parent": i, "child": put.id, "relation": "input"} for i in dict.fromkeys(inputs)],
+                )
         except IntegrityError:
             # Another writer stored the same run between our check and our insert.
             existing = self.find_product(resident, version, inputs)
@@ -202,9 +228,13 @@ class Lake:
         """Expand a full or abbreviated id (at least 4 hex digits) to the one catalogued id it names."""
         prefix = id_prefix(text_id)
         with read_transaction(self.engine) as connection:
-            matches = connection.execute(
-                select(_OBJECTS.c.id).where(_OBJECTS.c.id.like(prefix + "%")).order_by(_OBJECTS.c.id).limit(3)
-            ).scalars().all()
+            matches = (
+                connection.execute(
+                    select(_OBJECTS.c.id).where(_OBJECTS.c.id.like(prefix + "%")).order_by(_OBJECTS.c.id).limit(3)
+                )
+                .scalars()
+                .all()
+            )
         if not matches:
             raise ObjectNotFound(f"{text_id}: no object in the lake has this id")
         if len(matches) > 1:
@@ -336,7 +366,9 @@ class Lake:
             chosen = ids
         else:
             seed = seed if seed is not None else secrets.randbelow(2**31)
-            chosen = sorted(Random(seed).sample(ids, k=min(len(ids), max(1, math.ceil(len(ids) * sample))))) if ids else []
+            chosen = (
+                sorted(Random(seed).sample(ids, k=min(len(ids), max(1, math.ceil(len(ids) * sample))))) if ids else []
+            )
         corrupt: list[str] = []
         missing: list[str] = []
         for object_id in chosen:
@@ -372,17 +404,29 @@ class Lake:
     @staticmethod
     def _catalog_errors(connection: Connection) -> list[str]:
         checks: Iterable[tuple[str, str]] = (
-            ("SELECT f.id FROM lake_frames f LEFT JOIN lake_objects o ON o.id = f.id WHERE o.id IS NULL",
-             "frame row without an object row"),
-            ("SELECT p.id FROM lake_products p LEFT JOIN lake_objects o ON o.id = p.id WHERE o.id IS NULL",
-             "product row without an object row"),
-            ("SELECT o.id FROM lake_objects o LEFT JOIN lake_frames f ON f.id = o.id "
-             "WHERE o.kind = 'frame' AND f.id IS NULL", "frame object without a frame row"),
-            ("SELECT o.id FROM lake_objects o LEFT JOIN lake_products p ON p.id = o.id "
-             "WHERE o.kind = 'product' AND p.id IS NULL", "product object without a product row"),
-            ("SELECT e.parent || ' -> ' || e.child FROM lake_edges e LEFT JOIN lake_objects a ON a.id = e.parent "
-             "LEFT JOIN lake_objects b ON b.id = e.child WHERE a.id IS NULL OR b.id IS NULL",
-             "provenance edge to an unknown object"),
+            (
+                "SELECT f.id FROM lake_frames f LEFT JOIN lake_objects o ON o.id = f.id WHERE o.id IS NULL",
+                "frame row without an object row",
+            ),
+            (
+                "SELECT p.id FROM lake_products p LEFT JOIN lake_objects o ON o.id = p.id WHERE o.id IS NULL",
+                "product row without an object row",
+            ),
+            (
+                "SELECT o.id FROM lake_objects o LEFT JOIN lake_frames f ON f.id = o.id "
+                "WHERE o.kind = 'frame' AND f.id IS NULL",
+                "frame object without a frame row",
+            ),
+            (
+                "SELECT o.id FROM lake_objects o LEFT JOIN lake_products p ON p.id = o.id "
+                "WHERE o.kind = 'product' AND p.id IS NULL",
+                "product object without a product row",
+            ),
+            (
+                "SELECT e.parent || ' -> ' || e.child FROM lake_edges e LEFT JOIN lake_objects a ON a.id = e.parent "
+                "LEFT JOIN lake_objects b ON b.id = e.child WHERE a.id IS NULL OR b.id IS NULL",
+                "provenance edge to an unknown object",
+            ),
         )
         errors: list[str] = []
         for sql, problem in checks:
@@ -395,8 +439,12 @@ class Lake:
         except LakeError as error:
             return [f"{row.id}: {error}"]
         expected = product_document(
-            resident=row.resident, version=row.version, weights_sha256=row.weights_sha256,
-            inputs=json.loads(row.inputs_json), output_kind=row.output_kind, output=json.loads(row.output_json),
+            resident=row.resident,
+            version=row.version,
+            weights_sha256=row.weights_sha256,
+            inputs=json.loads(row.inputs_json),
+            output_kind=row.output_kind,
+            output=json.loads(row.output_json),
         )
         if canonical_json(document) != expected:
             return [f"{row.id}: product row disagrees with its stored document"]

@@ -99,8 +99,12 @@ def verify_chain(rows: Iterable[tuple[int, str, str, str]], expected_head: str |
 
     def bad(seq: int, problem: str) -> AuditVerifyReport:
         return AuditVerifyReport(
-            ok=False, entries=expected_seq - 1, head_seq=expected_seq - 1, head_hash=previous,
-            first_bad_seq=seq, problem=problem,
+            ok=False,
+            entries=expected_seq - 1,
+            head_seq=expected_seq - 1,
+            head_hash=previous,
+            first_bad_seq=seq,
+            problem=problem,
         )
 
     for seq, prev_hash, body, stored in rows:
@@ -122,7 +126,11 @@ def verify_chain(rows: Iterable[tuple[int, str, str, str]], expected_head: str |
             "the log was truncated or rewritten",
         )
     return AuditVerifyReport(
-        ok=True, entries=expected_seq - 1, head_seq=expected_seq - 1, head_hash=previous, first_bad_seq=None,
+        ok=True,
+        entries=expected_seq - 1,
+        head_seq=expected_seq - 1,
+        head_hash=previous,
+        first_bad_seq=None,
         problem=None,
     )
 

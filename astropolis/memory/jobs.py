@@ -38,9 +38,7 @@ class JobState(StrEnum):
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.SCHEDULED, JobState.CANCELED, JobState.WINDOW_EXPIRED}),
-    JobState.SCHEDULED: frozenset(
-        {JobState.IN_PROGRESS, JobState.PENDING, JobState.CANCELED, JobState.WINDOW_EXPIRED}
-    ),
+    JobState.SCHEDULED: frozenset({JobState.IN_PROGRESS, JobState.PENDING, JobState.CANCELED, JobState.WINDOW_EXPIRED}),
     # An exposure in progress is never interrupted: no CANCELED from here. It ends, fails, or its lease lapses.
     JobState.IN_PROGRESS: frozenset(
         {
@@ -151,7 +149,10 @@ class JobRequest(Model):
     origin: Origin = Field(description="Who asked.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts before FAILURE_LIMIT_REACHED.")
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
         description="Same key, same job; derived from the request when omitted.",
     )
 

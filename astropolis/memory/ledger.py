@@ -60,7 +60,6 @@ class JobEventRow(SQLModel, table=True):
 
 _JOBS = JobRow.__table__  # type: ignore[attr-defined]
 _EVENTS = JobEventRow.__table__  # type: ignore[attr-defined]
-LEDGER_TABLES = (JobRow, JobEventRow)
 
 
 class SubmitResult:
@@ -92,8 +91,8 @@ class Ledger:
         self.lease = timedelta(seconds=lease_s)
         self.engine = make_engine(url)
         with write_transaction(self.engine) as connection:
-            SQLModel.metadata.create_all(connection, tables=[t.__table__ for t in LEDGER_TABLES])  # type: ignore[attr-defined]
-            make_append_only(connection, [t.__tablename__ for t in LEDGER_TABLES])  # type: ignore[misc]
+            SQLModel.metadata.create_all(connection, tables=[_JOBS, _EVENTS])
+            make_append_only(connection, [_JOBS.name, _EVENTS.name])
 
     def close(self) -> None:
         """Release database connections."""
@@ -113,7 +112,7 @@ class Ledger:
             with write_transaction(self.engine) as connection:
                 existing = self._by_key(connection, key)
                 if existing is None:
-                    job_id = connection.execute(
+                    inserted = connection.execute(
                         _JOBS.insert().values(
                             idempotency_key=key,
                             request_hash=content,
@@ -124,11 +123,18 @@ class Ledger:
                             window_end=request.window.end,
                             created_at=now,
                         )
-                    ).inserted_primary_key[0]
+                    ).inserted_primary_key
+                    assert inserted is not None
+                    job_id = inserted[0]
                     connection.execute(
                         _EVENTS.insert().values(
-                            job_id=job_id, seq=1, from_state=None, to_state=JobState.PENDING.value, at=now,
-                            actor=actor, reason=request.reason,
+                            job_id=job_id,
+                            seq=1,
+                            from_state=None,
+                            to_state=JobState.PENDING.value,
+                            at=now,
+                            actor=actor,
+                            reason=request.reason,
                         )
                     )
                     return SubmitResult(self._load(connection, [job_id])[0], created=True)
@@ -158,7 +164,7 @@ class Ledger:
             raise JobNotFound(f"job {job_id}: no such job in the ledger")
         return jobs[0]
 
-    def list(
+    def jobs(
         self,
         *,
         states: Iterable[JobState] | None = None,
@@ -166,9 +172,7 @@ class Ledger:
         limit: int | None = None,
     ) -> list[Job]:
         """Jobs (oldest first), optionally only those in `states` and of `kind`."""
-        last = (
-            select(_EVENTS.c.job_id, func.max(_EVENTS.c.seq).label("seq")).group_by(_EVENTS.c.job_id).subquery()
-        )
+        last = select(_EVENTS.c.job_id, func.max(_EVENTS.c.seq).label("seq")).group_by(_EVENTS.c.job_id).subquery()
         query = (
             select(_JOBS.c.id)
             .join(last, last.c.job_id == _JOBS.c.id)
@@ -325,16 +329,19 @@ class Ledger:
         now = self.clock.now()
         changed: list[Job] = []
         live = (JobState.PENDING, JobState.SCHEDULED, JobState.IN_PROGRESS)
-        for job in self.list(states=live):
-            lease_lapsed = job.state == JobState.IN_PROGRESS and job.lease_expires_at is not None and (
-                job.lease_expires_at <= now
+        for job in self.jobs(states=live):
+            lease_lapsed = (
+                job.state == JobState.IN_PROGRESS and job.lease_expires_at is not None and (job.lease_expires_at <= now)
             )
             if job.state == JobState.IN_PROGRESS and not lease_lapsed:
                 continue  # a live exposure keeps running even past its window; the executor ends it
             if job.request.window.end <= now:
                 target, why = JobState.WINDOW_EXPIRED, f"window ended {job.request.window.end.isoformat()}"
             elif lease_lapsed and job.attempts >= job.request.max_attempts:
-                target, why = JobState.FAILURE_LIMIT_REACHED, f"lease lapsed on attempt {job.attempts} of {job.request.max_attempts}"
+                target, why = (
+                    JobState.FAILURE_LIMIT_REACHED,
+                    f"lease lapsed on attempt {job.attempts} of {job.request.max_attempts}",
+                )
             elif lease_lapsed:
                 target, why = JobState.PENDING, f"lease lapsed on attempt {job.attempts}; back to the queue"
             else:

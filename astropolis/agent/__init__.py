@@ -1,0 +1,1 @@
+"""Entry points: the `astropolis` CLI now; the LangGraph agent, its LLM client and prompts later."""
