@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from astropolis.lake.blobs import BlobStore
+from astropolis.lake.blobs import BlobStore, StagedBlob
 from astropolis.lake.catalog import EdgeRow, FrameRow, ObjectRow, ProductRow
 from astropolis.lake.clock import Clock, SystemClock
 from astropolis.lake.db import (
@@ -104,26 +104,30 @@ class Lake:
     def ingest(self, path: Path, *, site: str | None = None) -> IngestResult:
         """Store a FITS file and catalogue it; the same bytes twice give the same frame and store nothing new."""
         path = Path(path)
-        source = str(path)
         if not path.is_file():
-            raise ObjectNotFound(f"{source}: no such file")
-        with self.blobs.stage_file(path) as staged:
+            raise ObjectNotFound(f"{path}: no such file")
+        return self._catalogue(self.blobs.stage_file(path), source=str(path), name=path.name, site=site)
+
+    def ingest_bytes(self, data: bytes, *, name: str, site: str | None = None) -> IngestResult:
+        """Store and catalogue FITS bytes held in memory (a driver's exposure); `name` labels it in messages."""
+        return self._catalogue(self.blobs.stage_bytes(data), source=name, name=name, site=site)
+
+    def _catalogue(self, staged: StagedBlob, *, source: str, name: str, site: str | None) -> IngestResult:
+        with staged:
             # Parse the staged copy, not the source: the facts must describe exactly the bytes we keep.
             facts = read_frame_facts(staged.path, source=source, site=site)
             put = staged.commit()
         now = self.clock.now()
         fact_fields = {k: v for k, v in vars(facts).items() if k != "notes"}
-        frame = Frame(id=put.id, source_name=path.name, size_bytes=put.size, ingested_at=now, **fact_fields)
+        frame = Frame(id=put.id, source_name=name, size_bytes=put.size, ingested_at=now, **fact_fields)
         with write_transaction(self.engine) as connection:
             insert_ignore(
                 connection, _OBJECTS, {"id": put.id, "kind": "frame", "size_bytes": put.size, "stored_at": now}
             )
             created = insert_ignore(connection, _FRAMES, frame.model_dump(exclude={"schema_version"})) == 1
             if not created:
-                existing = connection.execute(select(_FRAMES).where(_FRAMES.c.id == put.id)).one()
-        if not created:
-            return IngestResult(frame=_frame(existing), created=False, notes=facts.notes)
-        return IngestResult(frame=frame, created=True, notes=facts.notes)
+                frame = _frame(connection.execute(select(_FRAMES).where(_FRAMES.c.id == put.id)).one())
+        return IngestResult(frame=frame, created=created, notes=facts.notes)
 
     # ---------------------------------------------------------------- products
     def find_product(self, resident: str, version: str, inputs: Sequence[str]) -> Product | None:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What a newcomer runs on a fresh machine with Python 3.11. Each command installs everything it needs first
+# (a virtual environment in .venv; later, Debian packages for the telescope simulators), then runs.
+#
+#   ./dev.sh demo    install, then run the demo
+#   ./dev.sh test    install, then run lint, type checks and the whole test suite (what CI runs)
+#   ./dev.sh bench   install, then run the benchmarks in astropolis/evals
+set -euo pipefail
+cd "$(dirname "$0")"
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "error: Astropolis needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+    exit 2
+}
+
+install() {
+    if [ ! -x .venv/bin/python ]; then
+        "$(find_python)" -m venv .venv
+    fi
+    # torch==2.13.0 is pinned in pyproject.toml: a CPU build that pip finds locally.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+    demo)
+        install
+        exec .venv/bin/astropolis demo "$@"
+        ;;
+    test)
+        install
+        .venv/bin/ruff check --quiet astropolis tests
+        .venv/bin/mypy
+        exec .venv/bin/python -m pytest "$@"
+        ;;
+    bench)
+        install
+        .venv/bin/python -m astropolis.evals.bench_audit "$@"
+        exec .venv/bin/python -m astropolis.evals.bench_ingest "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh demo|test|bench" >&2
+        exit 2
+        ;;
+esac
