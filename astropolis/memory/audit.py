@@ -165,23 +165,24 @@ class AuditLog:
         duration_ms: float = 0.0,
     ) -> AuditEntry:
         """Append one entry and return it with its seq and hash."""
-        body_value = {
-            "v": BODY_SCHEMA,
-            "at": utc_iso(self.clock.now()),
-            "actor": actor,
-            "tool": tool,
-            "schema_hash": schema_hash,
-            "arguments": _bounded(arguments),
-            "result": _bounded(result),
-            "error": error,
-            "policy": policy,
-            "tier": tier,
-            "approval": approval,
-            "model_id": model_id,
-            "duration_ms": round(float(duration_ms), 3),
-        }
         try:
-            body = canonical_json(body_value)
+            body = canonical_json(
+                {
+                    "v": BODY_SCHEMA,
+                    "at": utc_iso(self.clock.now()),
+                    "actor": actor,
+                    "tool": tool,
+                    "schema_hash": schema_hash,
+                    "arguments": _bounded(arguments),
+                    "result": _bounded(result),
+                    "error": error,
+                    "policy": policy,
+                    "tier": tier,
+                    "approval": approval,
+                    "model_id": model_id,
+                    "duration_ms": round(float(duration_ms), 3),
+                }
+            )
         except (TypeError, ValueError) as problem:
             raise AuditError(f"audit entry for {tool} is not JSON-serialisable: {problem}") from None
         with write_transaction(self.engine) as connection:

@@ -27,7 +27,7 @@ R = TypeVar("R")
 
 # Off a terminal (logs, pipes) rich would squeeze tables into 80 columns; give them room instead.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay on one line
 
 
 class CliInputError(ValueError):
