@@ -169,3 +169,16 @@ def test_rewriting_the_whole_tail_is_caught_by_the_saved_head(audit: AuditLog, t
         previous = digest
     assert verify_chain(forged).ok
     assert not verify_chain(forged, head).ok
+
+
+def test_append_many_continues_the_chain_atomically(audit: AuditLog) -> None:
+    first = audit.append(actor="person:ann", tool="cli.lake.ingest", arguments={})
+    batch = audit.append_many(
+        [{"actor": "night:run-1", "tool": "executor.expose", "arguments": {"frame": i}} for i in range(5)]
+    )
+    assert [e.seq for e in batch] == [2, 3, 4, 5, 6] and batch[0].prev_hash == first.entry_hash
+    assert audit.verify().ok
+    with pytest.raises(AuditError, match="takes only"):
+        audit.append_many([{"actor": "a:b", "tool": "t", "arguments": {}},
+                           {"actor": "a:b", "tool": "t", "arguments": {}, "colour": "red"}])
+    assert audit.head()[0] == 6  # the bad batch wrote nothing, not even its good first entry

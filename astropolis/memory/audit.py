@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +26,21 @@ from astropolis.memory.errors import AuditError
 GENESIS = "sha256:" + "0" * 64
 BODY_SCHEMA = 1
 MAX_VALUE_BYTES = 16_384
+_CALL_FIELDS = frozenset(
+    {
+        "actor",
+        "tool",
+        "arguments",
+        "result",
+        "error",
+        "policy",
+        "tier",
+        "schema_hash",
+        "approval",
+        "model_id",
+        "duration_ms",
+    }
+)
 
 
 class AuditRow(SQLModel, table=True):
@@ -165,34 +180,69 @@ class AuditLog:
         duration_ms: float = 0.0,
     ) -> AuditEntry:
         """Append one entry and return it with its seq and hash."""
-        try:
-            body = canonical_json(
+        return self.append_many(
+            [
                 {
-                    "v": BODY_SCHEMA,
-                    "at": utc_iso(self.clock.now()),
                     "actor": actor,
                     "tool": tool,
-                    "schema_hash": schema_hash,
-                    "arguments": _bounded(arguments),
-                    "result": _bounded(result),
+                    "arguments": arguments,
+                    "result": result,
                     "error": error,
                     "policy": policy,
                     "tier": tier,
+                    "schema_hash": schema_hash,
                     "approval": approval,
                     "model_id": model_id,
-                    "duration_ms": round(float(duration_ms), 3),
+                    "duration_ms": duration_ms,
                 }
-            )
-        except (TypeError, ValueError) as problem:
-            raise AuditError(f"audit entry for {tool} is not JSON-serialisable: {problem}") from None
+            ]
+        )[0]
+
+    def append_many(self, calls: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
+        """Append several entries in one transaction (one fsync); each mapping takes `append`'s arguments."""
+        bodies = [self._body(call) for call in calls]
+        rows: list[tuple[int, str, str, str]] = []
         with write_transaction(self.engine) as connection:
             last = connection.execute(
                 select(_LOG.c.seq, _LOG.c.entry_hash).order_by(_LOG.c.seq.desc()).limit(1)
             ).one_or_none()
-            seq, prev = (1, GENESIS) if last is None else (last.seq + 1, last.entry_hash)
-            digest = entry_hash(seq, prev, body)
-            connection.execute(_LOG.insert().values(seq=seq, prev_hash=prev, body=body.decode(), entry_hash=digest))
-        return _entry(seq, prev, body.decode(), digest)
+            seq, prev = (0, GENESIS) if last is None else (last.seq, last.entry_hash)
+            for body in bodies:
+                seq += 1
+                digest = entry_hash(seq, prev, body)
+                rows.append((seq, prev, body.decode(), digest))
+                prev = digest
+            if rows:
+                connection.execute(
+                    _LOG.insert(), [{"seq": r[0], "prev_hash": r[1], "body": r[2], "entry_hash": r[3]} for r in rows]
+                )
+        return [_entry(*row) for row in rows]
+
+    def _body(self, call: Mapping[str, Any]) -> bytes:
+        unknown = set(call) - _CALL_FIELDS
+        if unknown or not {"actor", "tool", "arguments"} <= set(call):
+            raise AuditError(f"audit entry needs actor, tool, arguments and takes only {sorted(_CALL_FIELDS)}")
+        tool = call["tool"]
+        try:
+            return canonical_json(
+                {
+                    "v": BODY_SCHEMA,
+                    "at": utc_iso(self.clock.now()),
+                    "actor": call["actor"],
+                    "tool": tool,
+                    "schema_hash": call.get("schema_hash"),
+                    "arguments": _bounded(call["arguments"]),
+                    "result": _bounded(call.get("result")),
+                    "error": call.get("error"),
+                    "policy": call.get("policy", "allowed"),
+                    "tier": call.get("tier"),
+                    "approval": call.get("approval"),
+                    "model_id": call.get("model_id"),
+                    "duration_ms": round(float(call.get("duration_ms", 0.0)), 3),
+                }
+            )
+        except (TypeError, ValueError) as problem:
+            raise AuditError(f"audit entry for {tool} is not JSON-serialisable: {problem}") from None
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry; (0, GENESIS) for an empty log."""
