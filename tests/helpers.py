@@ -45,9 +45,17 @@ def frame_bytes(
     if wcs:
         header.update(
             {
-                "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CUNIT1": "deg", "CUNIT2": "deg",
-                "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": (shape[1] + 1) / 2, "CRPIX2": (shape[0] + 1) / 2,
-                "CDELT1": -1.0 / 3600, "CDELT2": 1.0 / 3600, "RADESYS": "ICRS",
+                "CTYPE1": "RA---TAN",
+                "CTYPE2": "DEC--TAN",
+                "CUNIT1": "deg",
+                "CUNIT2": "deg",
+                "CRVAL1": ra,
+                "CRVAL2": dec,
+                "CRPIX1": (shape[1] + 1) / 2,
+                "CRPIX2": (shape[0] + 1) / 2,
+                "CDELT1": -1.0 / 3600,
+                "CDELT2": 1.0 / 3600,
+                "RADESYS": "ICRS",
             }
         )
     else:

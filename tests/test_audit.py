@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,24 @@ def rows(path: Path) -> list[tuple[int, str, str, str]]:
 
 def test_append_chain_and_read_back(audit: AuditLog, clock: ManualClock) -> None:
     assert audit.head() == (0, GENESIS)
-    first = audit.append(actor="person:ann", tool="cli.jobs.submit", arguments={"ra": 1}, result={"job": 1},
-                         schema_hash="sha256:" + "1" * 64, duration_ms=12.3456)
+    first = audit.append(
+        actor="person:ann",
+        tool="cli.jobs.submit",
+        arguments={"ra": 1},
+        result={"job": 1},
+        schema_hash="sha256:" + "1" * 64,
+        duration_ms=12.3456,
+    )
     clock.advance(5)
-    second = audit.append(actor="agent:t", tool="jobs.propose", arguments={}, error="priority above cap",
-                          policy="refused", tier="propose", model_id="smollm2-135m")
+    second = audit.append(
+        actor="agent:t",
+        tool="jobs.propose",
+        arguments={},
+        error="priority above cap",
+        policy="refused",
+        tier="propose",
+        model_id="smollm2-135m",
+    )
     assert (first.seq, first.prev_hash) == (1, GENESIS)
     assert second.prev_hash == first.entry_hash
     assert audit.head() == (2, second.entry_hash)
@@ -66,7 +79,7 @@ def test_unserialisable_entry_is_refused(audit: AuditLog) -> None:
 
 def test_verify_with_saved_head_detects_truncation(audit: AuditLog, tmp_path: Path) -> None:
     fill(audit, 20)
-    seq, head = audit.head()
+    _, head = audit.head()
     assert audit.verify(head=head).ok
     fill(audit, 5)  # growth after a saved head is fine
     assert audit.verify(head=head).ok
@@ -148,7 +161,9 @@ def test_tamper_fuzz_1000_mutations_each_found_at_the_right_seq(audit: AuditLog,
         kinds[kind] = kinds.get(kind, 0) + 1
         report = verify_chain(tampered, head)
         assert not report.ok, f"trial {trial}: {kind} went unnoticed"
-        assert report.first_bad_seq == expected, f"trial {trial}: {kind} named seq {report.first_bad_seq}, not {expected}"
+        assert report.first_bad_seq == expected, (
+            f"trial {trial}: {kind} named seq {report.first_bad_seq}, not {expected}"
+        )
     assert set(kinds) == {"edit-body", "edit-hash", "edit-prev", "edit-seq", "delete", "swap", "truncate"}
     assert min(kinds.values()) > 80
 
@@ -179,6 +194,10 @@ def test_append_many_continues_the_chain_atomically(audit: AuditLog) -> None:
     assert [e.seq for e in batch] == [2, 3, 4, 5, 6] and batch[0].prev_hash == first.entry_hash
     assert audit.verify().ok
     with pytest.raises(AuditError, match="takes only"):
-        audit.append_many([{"actor": "a:b", "tool": "t", "arguments": {}},
-                           {"actor": "a:b", "tool": "t", "arguments": {}, "colour": "red"}])
+        audit.append_many(
+            [
+                {"actor": "a:b", "tool": "t", "arguments": {}},
+                {"actor": "a:b", "tool": "t", "arguments": {}, "colour": "red"},
+            ]
+        )
     assert audit.head()[0] == 6  # the bad batch wrote nothing, not even its good first entry

@@ -56,8 +56,12 @@ def test_bad_input_one_line_error_exit_2_nothing_left(home: Path, tmp_path: Path
     trunc = tmp_path / "trunc.fits"
     trunc.write_bytes(M13.read_bytes()[:10000])
     nosite = write_frame(tmp_path / "nosite.fits", site=None)
-    for path, message in [(notfits, "not a FITS file"), (trunc, "truncated FITS"),
-                          (nosite, "missing TELESCOP/OBSERVAT"), (tmp_path / "absent.fits", "no such file")]:
+    for path, message in [
+        (notfits, "not a FITS file"),
+        (trunc, "truncated FITS"),
+        (nosite, "missing TELESCOP/OBSERVAT"),
+        (tmp_path / "absent.fits", "no such file"),
+    ]:
         result = run("lake", "ingest", str(path), code=2)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], result.stderr
@@ -80,15 +84,53 @@ def test_batch_ingest_continues_past_a_bad_file(home: Path, tmp_path: Path) -> N
 
 
 def test_jobs_lifecycle_and_errors(home: Path) -> None:
-    submitted = run_json("jobs", "submit", "--ra", "16:41:41.6", "--dec", "+36:27:41", "--name", "M13",
-                         "--reason", "cluster monitoring", "--priority", "70", "--filter", "R", "--exposure", "30",
-                         "--start", "2030-01-01T00:00:00Z", "--hours", "8")
+    submitted = run_json(
+        "jobs",
+        "submit",
+        "--ra",
+        "16:41:41.6",
+        "--dec",
+        "+36:27:41",
+        "--name",
+        "M13",
+        "--reason",
+        "cluster monitoring",
+        "--priority",
+        "70",
+        "--filter",
+        "R",
+        "--exposure",
+        "30",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--hours",
+        "8",
+    )
     job = submitted["job"]
     assert submitted["created"] and job["state"] == "PENDING" and job["priority"] == 70
     assert job["request"]["target"]["ra_deg"] == pytest.approx(250.42333, abs=1e-4)
-    again = run_json("jobs", "submit", "--ra", "16:41:41.6", "--dec", "+36:27:41", "--name", "M13",
-                     "--reason", "cluster monitoring", "--priority", "70", "--filter", "R", "--exposure", "30",
-                     "--start", "2030-01-01T00:00:00Z", "--hours", "8")
+    again = run_json(
+        "jobs",
+        "submit",
+        "--ra",
+        "16:41:41.6",
+        "--dec",
+        "+36:27:41",
+        "--name",
+        "M13",
+        "--reason",
+        "cluster monitoring",
+        "--priority",
+        "70",
+        "--filter",
+        "R",
+        "--exposure",
+        "30",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--hours",
+        "8",
+    )
     assert not again["created"] and again["job"]["id"] == job["id"]
     assert [j["id"] for j in run_json("jobs", "list", "--state", "pending")["jobs"]] == [job["id"]]
     canceled = run_json("jobs", "cancel", str(job["id"]), "--reason", "clouds all week")["job"]
@@ -104,9 +146,12 @@ def test_jobs_lifecycle_and_errors(home: Path) -> None:
 
 def test_jobs_submit_from_json(home: Path, tmp_path: Path) -> None:
     request = {
-        "kind": "observe", "target": {"ra_deg": 10.68, "dec_deg": 41.27, "name": "M31"},
+        "kind": "observe",
+        "target": {"ra_deg": 10.68, "dec_deg": 41.27, "name": "M31"},
         "window": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"},
-        "reason": "from a script", "origin": {"kind": "person", "ref": "script"}, "idempotency_key": "m31-1",
+        "reason": "from a script",
+        "origin": {"kind": "person", "ref": "script"},
+        "idempotency_key": "m31-1",
     }
     path = tmp_path / "req.json"
     path.write_text(json.dumps(request))
@@ -120,14 +165,19 @@ def test_every_write_is_audited_and_verifiable(home: Path, tmp_path: Path) -> No
     frame = write_frame(tmp_path / "a.fits")
     run("lake", "ingest", str(frame))
     run("lake", "ingest", str(tmp_path / "missing.fits"), code=2)
-    job_id = run_json("jobs", "submit", "--ra", "10", "--dec", "20", "--reason", "r",
-                      "--start", "2030-01-01T00:00:00Z")["job"]["id"]
+    job_id = run_json(
+        "jobs", "submit", "--ra", "10", "--dec", "20", "--reason", "r", "--start", "2030-01-01T00:00:00Z"
+    )["job"]["id"]
     run("jobs", "cancel", str(job_id))
     run("jobs", "reap")
     run("lake", "list")  # reads are not audited
     entries = run_json("audit", "list")["entries"]
     assert [e["tool"] for e in entries] == [
-        "cli.jobs.reap", "cli.jobs.cancel", "cli.jobs.submit", "cli.lake.ingest", "cli.lake.ingest"
+        "cli.jobs.reap",
+        "cli.jobs.cancel",
+        "cli.jobs.submit",
+        "cli.lake.ingest",
+        "cli.lake.ingest",
     ]
     assert all(e["actor"] == "person:tester" and e["schema_hash"].startswith("sha256:") for e in entries)
     assert entries[3]["error"] is not None and entries[4]["result"]["created"] is True
@@ -145,8 +195,10 @@ def test_every_write_is_audited_and_verifiable(home: Path, tmp_path: Path) -> No
 
 
 def test_lake_verify_exit_status_names_corrupt_ids(home: Path, tmp_path: Path) -> None:
-    ids = [run_json("lake", "ingest", str(write_frame(tmp_path / f"{i}.fits", seed=i)))["ingested"][0]["frame"]["id"]
-           for i in range(3)]
+    ids = [
+        run_json("lake", "ingest", str(write_frame(tmp_path / f"{i}.fits", seed=i)))["ingested"][0]["frame"]["id"]
+        for i in range(3)
+    ]
     assert run_json("lake", "verify")["ok"]
     hexdigest = ids[1][7:]
     blob = home / "lake" / "objects" / "sha256" / hexdigest[:2] / hexdigest[2:4] / hexdigest
@@ -179,6 +231,11 @@ def test_console_script_in_a_real_process(home: Path, tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ingested"][0]["frame"]["height"] == 300
-    bad = subprocess.run([sys.executable, "-m", "astropolis", "lake", "ingest", str(tmp_path)], capture_output=True,
-                         text=True, env=env, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "astropolis", "lake", "ingest", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr

@@ -33,7 +33,9 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> Non
     for run in range(KILLS):
         process = subprocess.Popen(
             [sys.executable, str(tests_dir / "crash_worker.py"), str(root), str(scratch), str(run)],
-            stdout=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "READY"
@@ -59,5 +61,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> Non
         # Blobs published but not catalogued when the kill came are whole and are adopted by a re-ingest.
         for orphan in report.unregistered:
             assert lake.blobs.check(orphan) == "ok"
-    print(f"\n{KILLS} kills: {len(acknowledged)} acknowledged frames all intact, {len(catalogued)} catalogued, "
-          f"{len(report.unregistered)} stored-not-yet-catalogued blobs, verify clean")
+    print(
+        f"\n{KILLS} kills: {len(acknowledged)} acknowledged frames all intact, {len(catalogued)} catalogued, "
+        f"{len(report.unregistered)} stored-not-yet-catalogued blobs, verify clean"
+    )

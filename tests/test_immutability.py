@@ -18,8 +18,11 @@ from astropolis.lake import Lake
 from astropolis.lake.blobs import BlobStore
 from astropolis.memory import AuditLog, Ledger, parse_request
 
-FORBIDDEN = re.compile(r"(delete|remove|drop|update|overwrite|rename|replace|truncate|purge|erase|edit|modify|rm$|"
-                       r"^mv$|^set_)", re.IGNORECASE)
+FORBIDDEN = re.compile(
+    r"(delete|remove|drop|update|overwrite|rename|replace|truncate|purge|erase|edit|modify|rm$|"
+    r"^mv$|^set_)",
+    re.IGNORECASE,
+)
 PACKAGE = Path(astropolis.__file__).parent
 
 
@@ -45,7 +48,9 @@ def test_no_cli_command_mutates_stored_things() -> None:
     commands = walk(app)
     assert "lake ingest" in commands and "audit verify" in commands
     assert [c for c in commands if FORBIDDEN.search(c.split()[-1])] == []
-    assert [c for c in commands if c.startswith("audit ") and c.split()[-1] not in {"list", "show", "head", "verify"}] == []
+    assert [
+        c for c in commands if c.startswith("audit ") and c.split()[-1] not in {"list", "show", "head", "verify"}
+    ] == []
 
 
 def test_source_has_no_sql_update_or_delete_and_no_blob_removal() -> None:
@@ -58,8 +63,9 @@ def test_source_has_no_sql_update_or_delete_and_no_blob_removal() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in {"update", "delete"}:
                 parent_src = ast.get_source_segment(text, node) or ""
-                assert not parent_src.startswith(("_OBJECTS", "_FRAMES", "_PRODUCTS", "_EDGES", "_JOBS", "_EVENTS",
-                                                  "_LOG")), f"{path}: {parent_src}"
+                assert not parent_src.startswith(
+                    ("_OBJECTS", "_FRAMES", "_PRODUCTS", "_EDGES", "_JOBS", "_EVENTS", "_LOG")
+                ), f"{path}: {parent_src}"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 owner = ast.get_source_segment(text, node.func.value) or ""
                 call = f"{owner}.{node.func.attr}"
@@ -73,8 +79,14 @@ def test_source_has_no_sql_update_or_delete_and_no_blob_removal() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["lake", "delete", "sha256:00"], ["lake", "rm", "x"], ["lake", "update", "x"], ["lake", "rename", "a", "b"],
-        ["audit", "delete", "1"], ["audit", "truncate"], ["jobs", "delete", "1"], ["jobs", "edit", "1"],
+        ["lake", "delete", "sha256:00"],
+        ["lake", "rm", "x"],
+        ["lake", "update", "x"],
+        ["lake", "rename", "a", "b"],
+        ["audit", "delete", "1"],
+        ["audit", "truncate"],
+        ["jobs", "delete", "1"],
+        ["jobs", "edit", "1"],
     ],
 )
 def test_cli_refuses_mutating_verbs(home: Path, args: list[str]) -> None:
@@ -85,14 +97,27 @@ def test_cli_refuses_mutating_verbs(home: Path, args: list[str]) -> None:
 def test_database_refuses_update_and_delete_on_every_table(tmp_path: Path, clock: object) -> None:
     lake = Lake(tmp_path / "lake")
     frame = lake.ingest_bytes(frame_bytes(), name="f").frame
-    lake.put_product(resident="quality", version="1", weights_sha256="sha256:" + "0" * 64, inputs=[frame.id],
-                     output_kind="Q", output={"score": 1})
+    lake.put_product(
+        resident="quality",
+        version="1",
+        weights_sha256="sha256:" + "0" * 64,
+        inputs=[frame.id],
+        output_kind="Q",
+        output={"score": 1},
+    )
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    ledger.submit(parse_request({
-        "kind": "observe", "target": {"ra_deg": 1, "dec_deg": 2},
-        "window": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"},
-        "reason": "r", "origin": {"kind": "person", "ref": "p"},
-    }), actor="person:p")
+    ledger.submit(
+        parse_request(
+            {
+                "kind": "observe",
+                "target": {"ra_deg": 1, "dec_deg": 2},
+                "window": {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z"},
+                "reason": "r",
+                "origin": {"kind": "person", "ref": "p"},
+            }
+        ),
+        actor="person:p",
+    )
     audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
     audit.append(actor="person:p", tool="t", arguments={})
     targets = {
@@ -126,6 +151,8 @@ def test_bytes_and_hashes_unchanged_after_every_attempt(tmp_path: Path) -> None:
     lake.blobs.stage_bytes(data).discard()
     stat_after = path.stat()
     assert (stat_after.st_ino, stat_after.st_mtime_ns, stat_after.st_size) == (
-        stat_before.st_ino, stat_before.st_mtime_ns, stat_before.st_size
+        stat_before.st_ino,
+        stat_before.st_mtime_ns,
+        stat_before.st_size,
     )
     assert lake.read(frame_id) == data and lake.frame(frame_id).source_name == "f"

@@ -126,7 +126,7 @@ def test_harden_sets_immutable_flag_even_root_cannot_write(tmp_path: Path) -> No
     try:
         assert has_immutable_flag(path)
         with pytest.raises(PermissionError):
-            open(path, "r+b")  # noqa: SIM115 - the open itself must fail
+            open(path, "r+b")
         with pytest.raises(PermissionError):
             os.remove(path)
         with pytest.raises(PermissionError):

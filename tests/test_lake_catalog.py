@@ -40,12 +40,18 @@ def test_ingest_bytes_matches_ingest_file(lake: Lake, tmp_path: Path) -> None:
 def _populate(lake: Lake, tmp_path: Path) -> dict[str, str]:
     ids = {}
     for i, (site, hour, ra, dec) in enumerate(
-        [("lapalma", 21, 250.0, 36.0), ("lapalma", 23, 10.0, -20.0), ("chile", 2, 250.2, 36.1),
-         ("chile", 4, 359.9, 0.0), ("siding-spring", 12, 0.1, 0.05)]
+        [
+            ("lapalma", 21, 250.0, 36.0),
+            ("lapalma", 23, 10.0, -20.0),
+            ("chile", 2, 250.2, 36.1),
+            ("chile", 4, 359.9, 0.0),
+            ("siding-spring", 12, 0.1, 0.05),
+        ]
     ):
         day = 25 if hour >= 12 else 26
-        path = write_frame(tmp_path / f"{i}.fits", seed=i, site=site, ra=ra, dec=dec,
-                           date_obs=f"2026-11-{day}T{hour:02d}:00:00")
+        path = write_frame(
+            tmp_path / f"{i}.fits", seed=i, site=site, ra=ra, dec=dec, date_obs=f"2026-11-{day}T{hour:02d}:00:00"
+        )
         ids[f"{site}-{hour}"] = lake.ingest(path).frame.id
     return ids
 
@@ -94,8 +100,9 @@ def test_property_cone_matches_astropy(
 # ------------------------------------------------------------------------------------------- products
 def test_products_are_idempotent_and_detect_nondeterminism(lake: Lake, tmp_path: Path) -> None:
     frame = lake.ingest(write_frame(tmp_path / "a.fits")).frame
-    kwargs = dict(resident="quality", version="1.0", weights_sha256=WEIGHTS, inputs=[frame.id],
-                  output_kind="QualityReport")
+    kwargs = dict(
+        resident="quality", version="1.0", weights_sha256=WEIGHTS, inputs=[frame.id], output_kind="QualityReport"
+    )
     first = lake.put_product(**kwargs, output={"score": 87.5, "flags": ["clouds"]})
     again = lake.put_product(**kwargs, output={"flags": ["clouds"], "score": 87.5})
     assert first.created and not again.created and again.product.id == first.product.id
@@ -111,8 +118,14 @@ def test_product_id_is_hash_of_document_independent_of_run_time(tmp_path: Path) 
     for run, start in enumerate((datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC))):
         with Lake(tmp_path / f"run{run}", clock=ManualClock(start)) as lake:
             frame = lake.ingest_bytes(frame_bytes(), name="f").frame
-            product = lake.put_product(resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[frame.id],
-                                       output_kind="Q", output={"score": 1}).product
+            product = lake.put_product(
+                resident="quality",
+                version="1",
+                weights_sha256=WEIGHTS,
+                inputs=[frame.id],
+                output_kind="Q",
+                output={"score": 1},
+            ).product
             assert product.created_at == start
             ids.append(product.id)
             assert lake.read(product.id).startswith(b'{"inputs":')
@@ -122,14 +135,22 @@ def test_product_id_is_hash_of_document_independent_of_run_time(tmp_path: Path) 
 def test_product_bad_input(lake: Lake) -> None:
     unknown = "sha256:" + "cd" * 32
     with pytest.raises(ObjectNotFound, match="not in the lake"):
-        lake.put_product(resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[unknown],
-                         output_kind="Q", output={})
+        lake.put_product(
+            resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[unknown], output_kind="Q", output={}
+        )
     with pytest.raises(LakeError, match="resident name"):
-        lake.put_product(resident="Bad Name", version="1", weights_sha256=WEIGHTS, inputs=[unknown],
-                         output_kind="Q", output={})
+        lake.put_product(
+            resident="Bad Name", version="1", weights_sha256=WEIGHTS, inputs=[unknown], output_kind="Q", output={}
+        )
     with pytest.raises(LakeError, match="JSON"):
-        lake.put_product(resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[unknown],
-                         output_kind="Q", output={"x": object()})
+        lake.put_product(
+            resident="quality",
+            version="1",
+            weights_sha256=WEIGHTS,
+            inputs=[unknown],
+            output_kind="Q",
+            output={"x": object()},
+        )
     assert lake.objects() == []
 
 
@@ -139,8 +160,9 @@ def test_provenance_queries(lake: Lake) -> None:
     other = lake.ingest_bytes(frame_bytes(seed=3), name="other").frame.id
 
     def put(resident: str, inputs: list[str], output: dict) -> str:
-        return lake.put_product(resident=resident, version="1", weights_sha256=WEIGHTS, inputs=inputs,
-                                output_kind="X", output=output).product.id
+        return lake.put_product(
+            resident=resident, version="1", weights_sha256=WEIGHTS, inputs=inputs, output_kind="X", output=output
+        ).product.id
 
     quality = put("quality", [new], {"score": 90})
     candidates = put("transients", [new, ref], {"n": 2})
@@ -154,7 +176,11 @@ def test_provenance_queries(lake: Lake) -> None:
     assert derived == {(quality, 1), (candidates, 1), (verdict, 2), (summary, 2)}
     assert {d.id for d in lake.derived_from(ref)} == {candidates, verdict, summary}
     assert {(a.id, a.depth) for a in lake.ancestors_of(summary)} == {
-        (verdict, 1), (quality, 1), (candidates, 2), (new, 2), (ref, 3)
+        (verdict, 1),
+        (quality, 1),
+        (candidates, 2),
+        (new, 2),
+        (ref, 3),
     }
     assert lake.derived_from(summary) == []
 
@@ -182,8 +208,9 @@ def test_bit_rot_is_reported_exactly_and_never_served(lake: Lake) -> None:
     rng = random.Random(7)
     frames = [lake.ingest_bytes(frame_bytes(seed=i, shape=(16, 16)), name=f"{i}").frame.id for i in range(30)]
     products = [
-        lake.put_product(resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[f], output_kind="Q",
-                         output={"i": i}).product.id
+        lake.put_product(
+            resident="quality", version="1", weights_sha256=WEIGHTS, inputs=[f], output_kind="Q", output={"i": i}
+        ).product.id
         for i, f in enumerate(frames[:10])
     ]
     everything = frames + products

@@ -31,8 +31,15 @@ def test_real_m13_frame_ingests_with_shape_and_coordinates(lake: Lake) -> None:
 
 
 def test_header_facts(tmp_path: Path) -> None:
-    path = write_frame(tmp_path / "f.fits", ra=10.5, dec=-20.25, site="chile", date_obs="2026-11-25T03:04:05.5",
-                       exptime=45.0, filter_name="V")
+    path = write_frame(
+        tmp_path / "f.fits",
+        ra=10.5,
+        dec=-20.25,
+        site="chile",
+        date_obs="2026-11-25T03:04:05.5",
+        exptime=45.0,
+        filter_name="V",
+    )
     facts = read_frame_facts(path, source="f.fits")
     assert facts.site == "chile" and facts.site_source == "header:OBSERVAT"
     assert facts.observed_at == datetime(2026, 11, 25, 3, 4, 5, 500000, tzinfo=UTC)
@@ -62,7 +69,9 @@ def test_date_variants(tmp_path: Path) -> None:
     path = write_frame(tmp_path / "a.fits", date_obs="2026-11-25", extra={"TIME-OBS": "22:30:00"})
     assert read_frame_facts(path, source="a").observed_at == datetime(2026, 11, 25, 22, 30, tzinfo=UTC)
     path = write_frame(tmp_path / "b.fits", date_obs=None, extra={"MJD-OBS": 61004.5})
-    assert read_frame_facts(path, source="b").observed_at == datetime(2025, 11, 25, 12, 0, tzinfo=UTC)  # MJD 60000 = 2023-02-25
+    assert read_frame_facts(path, source="b").observed_at == datetime(
+        2025, 11, 25, 12, 0, tzinfo=UTC
+    )  # MJD 60000 = 2023-02-25
 
 
 def test_site_override_wins_and_is_recorded(tmp_path: Path) -> None:
@@ -72,8 +81,9 @@ def test_site_override_wins_and_is_recorded(tmp_path: Path) -> None:
 
 
 def test_compressed_image_extension(tmp_path: Path) -> None:
-    header = fits.Header({"OBSERVAT": "lapalma", "DATE-OBS": "2026-11-25T21:00:00", "EXPTIME": 10.0,
-                          "RA": 83.8, "DEC": -5.4})
+    header = fits.Header(
+        {"OBSERVAT": "lapalma", "DATE-OBS": "2026-11-25T21:00:00", "EXPTIME": 10.0, "RA": 83.8, "DEC": -5.4}
+    )
     data = np.arange(40 * 50, dtype=np.int16).reshape(40, 50)
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header)])
     path = tmp_path / "c.fits"

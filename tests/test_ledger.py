@@ -96,7 +96,10 @@ def test_transition_matrix(ledger: Ledger, source: JobState) -> None:
 
 def test_terminal_states_are_final() -> None:
     assert {s for s in TERMINAL_STATES} == {
-        JobState.COMPLETED, JobState.FAILED, JobState.WINDOW_EXPIRED, JobState.CANCELED,
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.WINDOW_EXPIRED,
+        JobState.CANCELED,
         JobState.FAILURE_LIMIT_REACHED,
     }
     assert JobState.CANCELED not in TRANSITIONS[JobState.IN_PROGRESS]  # never interrupt an exposure
@@ -239,9 +242,15 @@ def test_renewed_lease_is_not_reaped(ledger: Ledger, clock: ManualClock) -> None
 
 
 def test_passed_windows_expire(ledger: Ledger, clock: ManualClock) -> None:
-    pending = submit(ledger, idempotency_key="a", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"})
-    scheduled = submit(ledger, idempotency_key="b", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"})
-    running = submit(ledger, idempotency_key="c", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"})
+    pending = submit(
+        ledger, idempotency_key="a", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"}
+    )
+    scheduled = submit(
+        ledger, idempotency_key="b", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"}
+    )
+    running = submit(
+        ledger, idempotency_key="c", window={"start": "2026-11-25T21:00:00Z", "end": "2026-11-25T22:00:00Z"}
+    )
     later = submit(ledger, idempotency_key="d")
     ledger.schedule(scheduled, "lapalma", actor="scheduler")
     ledger.schedule(running, "lapalma", actor="scheduler")

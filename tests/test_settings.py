@@ -31,7 +31,7 @@ def test_bad_values_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_settings()
     monkeypatch.delenv("ASTROPOLIS_LEASE_S")
     (tmp_path / "config.toml").write_text("lease_s = [")
-    with pytest.raises(SettingsError, match="config.toml"):
+    with pytest.raises(SettingsError, match=r"config\.toml"):
         load_settings()
     (tmp_path / "config.toml").write_text("colour = 'blue'\n")
     with pytest.raises(SettingsError, match="colour"):

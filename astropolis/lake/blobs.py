@@ -12,10 +12,12 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import struct
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -83,6 +85,12 @@ def has_immutable_flag(path: Path) -> bool:
     finally:
         os.close(fd)
     return bool(flags & _FS_IMMUTABLE_FL)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -175,10 +183,7 @@ class BlobStore:
         """Write `data` to a fsynced temp file and hash it; nothing is visible until `commit()`."""
         path, fd = self._new_temp()
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, memoryview(data))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -188,23 +193,32 @@ class BlobStore:
         return StagedBlob(self, path, id_from_digest(hashlib.sha256(data).hexdigest()), len(data))
 
     def stage_stream(self, source: BinaryIO) -> StagedBlob:
-        """Copy a binary stream into a fsynced temp file, hashing in the same pass."""
+        """Copy a binary stream into a fsynced temp file, hashing in the same pass.
+
+        Hashing a chunk overlaps with writing it (a worker thread writes; hashlib and os.write both release the
+        GIL), and reading the next chunk overlaps with that write, so a large frame costs about the slower of
+        hash and disk rather than their sum.
+        """
         path, fd = self._new_temp()
         digest = hashlib.sha256()
-        buffer = bytearray(CHUNK_BYTES)
-        view = memoryview(buffer)
+        buffers = (memoryview(bytearray(CHUNK_BYTES)), memoryview(bytearray(CHUNK_BYTES)))
         size = 0
+        writing: Future[None] | None = None
         try:
-            while True:
-                count = source.readinto(view)  # type: ignore[attr-defined]
-                if not count:
-                    break
-                chunk = view[:count]
-                digest.update(chunk)
-                while chunk:
-                    written = os.write(fd, chunk)
-                    chunk = chunk[written:]
-                size += count
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-write") as writer:
+                for turn in itertools.count():
+                    buffer = buffers[turn % 2]  # the other buffer may still be being written
+                    count = source.readinto(buffer)  # type: ignore[attr-defined]
+                    if not count:
+                        break
+                    chunk = buffer[:count]
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(_write_all, fd, chunk)
+                    digest.update(chunk)
+                    size += count
+                if writing is not None:
+                    writing.result()
             os.fsync(fd)
         except BaseException:
             os.close(fd)
