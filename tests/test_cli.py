@@ -83,54 +83,19 @@ def test_batch_ingest_continues_past_a_bad_file(home: Path, tmp_path: Path) -> N
     assert len(out["ingested"]) == 3 and [f["path"] for f in out["failed"]] == [str(bad)]
 
 
+M13_JOB = (
+    *("jobs", "submit", "--ra", "16:41:41.6", "--dec", "+36:27:41", "--name", "M13"),
+    *("--reason", "cluster monitoring", "--priority", "70", "--filter", "R", "--exposure", "30"),
+    *("--start", "2030-01-01T00:00:00Z", "--hours", "8"),
+)
+
+
 def test_jobs_lifecycle_and_errors(home: Path) -> None:
-    submitted = run_json(
-        "jobs",
-        "submit",
-        "--ra",
-        "16:41:41.6",
-        "--dec",
-        "+36:27:41",
-        "--name",
-        "M13",
-        "--reason",
-        "cluster monitoring",
-        "--priority",
-        "70",
-        "--filter",
-        "R",
-        "--exposure",
-        "30",
-        "--start",
-        "2030-01-01T00:00:00Z",
-        "--hours",
-        "8",
-    )
+    submitted = run_json(*M13_JOB)
     job = submitted["job"]
     assert submitted["created"] and job["state"] == "PENDING" and job["priority"] == 70
     assert job["request"]["target"]["ra_deg"] == pytest.approx(250.42333, abs=1e-4)
-    again = run_json(
-        "jobs",
-        "submit",
-        "--ra",
-        "16:41:41.6",
-        "--dec",
-        "+36:27:41",
-        "--name",
-        "M13",
-        "--reason",
-        "cluster monitoring",
-        "--priority",
-        "70",
-        "--filter",
-        "R",
-        "--exposure",
-        "30",
-        "--start",
-        "2030-01-01T00:00:00Z",
-        "--hours",
-        "8",
-    )
+    again = run_json(*M13_JOB)
     assert not again["created"] and again["job"]["id"] == job["id"]
     assert [j["id"] for j in run_json("jobs", "list", "--state", "pending")["jobs"]] == [job["id"]]
     canceled = run_json("jobs", "cancel", str(job["id"]), "--reason", "clouds all week")["job"]
@@ -238,4 +203,4 @@ def test_console_script_in_a_real_process(home: Path, tmp_path: Path) -> None:
         env=env,
         check=False,
     )
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is a directory" in bad.stderr

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import itertools
 import os
 import secrets
@@ -181,16 +182,7 @@ class BlobStore:
 
     def stage_bytes(self, data: bytes | bytearray | memoryview) -> StagedBlob:
         """Write `data` to a fsynced temp file and hash it; nothing is visible until `commit()`."""
-        path, fd = self._new_temp()
-        try:
-            _write_all(fd, memoryview(data))
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.remove(path)
-            raise
-        os.close(fd)
-        return StagedBlob(self, path, id_from_digest(hashlib.sha256(data).hexdigest()), len(data))
+        return self.stage_stream(io.BytesIO(data))
 
     def stage_stream(self, source: BinaryIO) -> StagedBlob:
         """Copy a binary stream into a fsynced temp file, hashing in the same pass.

@@ -28,7 +28,7 @@ from astropolis.lake.db import (
     sqlite_url,
     write_transaction,
 )
-from astropolis.lake.errors import AmbiguousObjectId, LakeError, ObjectNotFound, ProductConflict
+from astropolis.lake.errors import AmbiguousObjectId, InvalidFrame, LakeError, ObjectNotFound, ProductConflict
 from astropolis.lake.fitsmeta import read_frame_facts
 from astropolis.lake.ids import canonical_json, id_prefix, validate_object_id
 from astropolis.lake.records import Derived, Frame, IngestResult, LakeObject, Product, ProductResult, VerifyReport
@@ -104,9 +104,15 @@ class Lake:
     def ingest(self, path: Path, *, site: str | None = None) -> IngestResult:
         """Store a FITS file and catalogue it; the same bytes twice give the same frame and store nothing new."""
         path = Path(path)
+        if path.is_dir():
+            raise InvalidFrame(str(path), "is a directory (pass the FITS files in it, e.g. DIR/*.fits)")
         if not path.is_file():
             raise ObjectNotFound(f"{path}: no such file")
-        return self._catalogue(self.blobs.stage_file(path), source=str(path), name=path.name, site=site)
+        try:
+            staged = self.blobs.stage_file(path)
+        except OSError as error:
+            raise InvalidFrame(str(path), f"cannot be read ({error.strerror})") from None
+        return self._catalogue(staged, source=str(path), name=path.name, site=site)
 
     def ingest_bytes(self, data: bytes, *, name: str, site: str | None = None) -> IngestResult:
         """Store and catalogue FITS bytes held in memory (a driver's exposure); `name` labels it in messages."""

@@ -216,7 +216,7 @@ class AuditLog:
                 connection.execute(
                     _LOG.insert(), [{"seq": r[0], "prev_hash": r[1], "body": r[2], "entry_hash": r[3]} for r in rows]
                 )
-        return [_entry(*row) for row in rows]
+        return [parse_entry(*row) for row in rows]
 
     def _body(self, call: Mapping[str, Any]) -> bytes:
         unknown = set(call) - _CALL_FIELDS
@@ -258,7 +258,7 @@ class AuditLog:
             row = connection.execute(select(_LOG).where(_LOG.c.seq == seq)).one_or_none()
         if row is None:
             raise AuditError(f"audit entry {seq}: no such seq (the log has {self.head()[0]} entries)")
-        return _entry(row.seq, row.prev_hash, row.body, row.entry_hash)
+        return parse_entry(row.seq, row.prev_hash, row.body, row.entry_hash)
 
     def entries(
         self, *, limit: int = 50, actor: str | None = None, tool: str | None = None, before_seq: int | None = None
@@ -282,7 +282,7 @@ class AuditLog:
             if not rows:
                 return
             for row in rows:
-                yield _entry(row.seq, row.prev_hash, row.body, row.entry_hash)
+                yield parse_entry(row.seq, row.prev_hash, row.body, row.entry_hash)
             upper = rows[-1].seq
 
     def verify(self, *, head: str | None = None) -> AuditVerifyReport:
@@ -303,7 +303,8 @@ def _fetch(cursor: Any) -> Iterator[tuple[int, str, str, str]]:
         yield from batch
 
 
-def _entry(seq: int, prev_hash: str, body: str, digest: str) -> AuditEntry:
+def parse_entry(seq: int, prev_hash: str, body: str, digest: str) -> AuditEntry:
+    """Build an AuditEntry from a stored row (no hash check: that is `verify`'s job)."""
     value = json.loads(body)
     return AuditEntry(
         seq=seq,
