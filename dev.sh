@@ -21,7 +21,18 @@ find_python() {
     exit 2
 }
 
+system_packages() {
+    # Debian's INDI server and its telescope/CCD simulators, for the INDI driver and its tests.
+    if ! command -v indiserver >/dev/null 2>&1; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq indi-bin >/dev/null
+    fi
+}
+
 install() {
+    system_packages
     if [ ! -x .venv/bin/python ]; then
         "$(find_python)" -m venv .venv
     fi
