@@ -34,7 +34,9 @@ class Harness(Protocol):
     def kill_during_exposure(self) -> None:
         """Arrange for the device process to die while the next exposure is in progress."""
 
-    def expected_stars(self, ra_deg: float, dec_deg: float, radius_deg: float) -> list[tuple[float, float, float]] | None:
+    def expected_stars(
+        self, ra_deg: float, dec_deg: float, radius_deg: float
+    ) -> list[tuple[float, float, float]] | None:
         """(ra, dec, mag) of stars the camera should render in this field, or None if the sky is not a catalogue."""
 
 

@@ -38,7 +38,11 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
 def _request(harness: Harness, command_id: str, **changes: object) -> ExposureRequest:
     ra, dec = zenith_target(harness.driver)
     values: dict[str, object] = {
-        "command_id": command_id, "ra_deg": ra, "dec_deg": dec, "exposure_s": 1.0, "filter": "R",
+        "command_id": command_id,
+        "ra_deg": ra,
+        "dec_deg": dec,
+        "exposure_s": 1.0,
+        "filter": "R",
         "object_name": "conformance",
     }
     values.update(changes)
@@ -165,7 +169,7 @@ def test_process_killed_mid_exposure_fails_cleanly(harness: Harness) -> None:
     def run() -> None:
         try:
             harness.driver.expose(_request(harness, "conf-killed", exposure_s=3.0))
-        except BaseException as error:  # noqa: BLE001 - the test inspects whatever came out
+        except BaseException as error:
             outcome["error"] = error
 
     worker = threading.Thread(target=run)

@@ -105,9 +105,7 @@ def dither_offset(command_id: str, max_arcsec: float) -> tuple[float, float]:
 class Driver(ABC):
     """A site's telescope and camera. Public methods enforce preconditions and command ids."""
 
-    def __init__(
-        self, site: Site, *, journal: CommandJournal, frames: FrameStore, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, site: Site, *, journal: CommandJournal, frames: FrameStore, clock: Clock | None = None) -> None:
         self.site = site
         self.journal = journal
         self.frames = frames
@@ -230,7 +228,9 @@ class Driver(ABC):
         done = self.journal.completed(self.site.name, request.command_id)
         if done is not None and done.frame_id is not None:
             return Exposure(
-                command_id=request.command_id, frame_id=done.frame_id, fits=self.frames.read_bytes(done.frame_id),
+                command_id=request.command_id,
+                frame_id=done.frame_id,
+                fits=self.frames.read_bytes(done.frame_id),
                 replayed=True,
             )
         self.validate(request)
@@ -252,7 +252,11 @@ class Driver(ABC):
         fits_bytes = self.fits_file(pixels, request, ra, dec, opened, status)
         put = self.frames.put_bytes(fits_bytes)
         self.journal.record(
-            self.site.name, request.command_id, "expose", "completed", frame_id=put.id,
+            self.site.name,
+            request.command_id,
+            "expose",
+            "completed",
+            frame_id=put.id,
             detail={"ra_deg": ra, "dec_deg": dec, "exposure_s": request.exposure_s},
         )
         return Exposure(command_id=request.command_id, frame_id=put.id, fits=fits_bytes, replayed=False)

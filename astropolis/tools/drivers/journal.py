@@ -110,8 +110,13 @@ class CommandJournal:
                 raise ValueError(f"command {command_id} at {site} already completed; it is never run twice")
             connection.execute(
                 _TABLE.insert().values(
-                    site=site, command_id=command_id, seq=0 if last is None else last.seq + 1, kind=kind,
-                    state=state, at=now, result_json=json.dumps(result, sort_keys=True),
+                    site=site,
+                    command_id=command_id,
+                    seq=0 if last is None else last.seq + 1,
+                    kind=kind,
+                    state=state,
+                    at=now,
+                    result_json=json.dumps(result, sort_keys=True),
                 )
             )
         if state != "completed":

@@ -97,7 +97,9 @@ class StarCatalogue:
             return []
         data = np.array([(r[0], r[1]) for r in rows])
         separation = _separation_deg(data[:, 0], data[:, 1], ra_deg, dec_deg)
-        keep = [Star(r[0], r[1], r[2], r[3], r[4]) for r, sep in zip(rows, separation, strict=True) if sep <= radius_deg]
+        keep = [
+            Star(r[0], r[1], r[2], r[3], r[4]) for r, sep in zip(rows, separation, strict=True) if sep <= radius_deg
+        ]
         return sorted(keep, key=lambda star: star.mag)
 
     def sources(self, origin: str) -> list[Star]:
