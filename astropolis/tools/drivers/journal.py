@@ -76,6 +76,20 @@ class CommandJournal:
             return None
         return CommandResult.model_validate({**json.loads(row.result_json), "completed_at": row.at})
 
+    def completed_anywhere(self, command_id: str) -> CommandResult | None:
+        """The stored result of a command that completed at any site (a job re-planned to another site
+        keeps the exposures it already has)."""
+        with read_transaction(self.engine) as connection:
+            row = connection.execute(
+                select(_TABLE)
+                .where(_TABLE.c.command_id == command_id, _TABLE.c.state == "completed")
+                .order_by(_TABLE.c.at, _TABLE.c.site)
+                .limit(1)
+            ).one_or_none()
+        if row is None:
+            return None
+        return CommandResult.model_validate({**json.loads(row.result_json), "completed_at": row.at})
+
     def history(self, site: str, command_id: str) -> list[tuple[str, datetime]]:
         """(state, time) of every event of a command, oldest first."""
         with read_transaction(self.engine) as connection:
