@@ -42,6 +42,10 @@ class ManualClock:
         self._now += step
         return self._now
 
+    def advance_to(self, moment: datetime) -> datetime:
+        """Move the clock forward to `moment` (never backwards)."""
+        return self.advance(moment.astimezone(UTC) - self._now)
+
 
 def utc_iso(moment: datetime) -> str:
     """Format an aware datetime as fixed-width ISO-8601 UTC (`2026-11-25T10:00:00.000000Z`), sortable as text."""
