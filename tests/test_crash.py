@@ -55,7 +55,7 @@ def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path: Path) -> Non
         assert report.ok, report
         assert report.corrupt == () and report.missing == () and report.catalog_errors == ()
         assert lake.blobs.stray_temp_files() == []
-        assert len(acknowledged) >= KILLS  # the workers really got work done between kills
+        assert len(acknowledged) >= 10  # the workers really got work done between kills
         catalogued = {o.id for o in lake.objects()}
         assert acknowledged <= catalogued
         # Blobs published but not catalogued when the kill came are whole and are adopted by a re-ingest.

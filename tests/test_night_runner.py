@@ -12,7 +12,8 @@ from astropolis.lake.clock import ManualClock
 from astropolis.memory import AuditLog, Job, JobState, Ledger, parse_request
 from astropolis.tools.drivers import CommandJournal
 from astropolis.tools.drivers.fake import FakeDriver
-from astropolis.tools.night import Assignment, Fault, NightRunner, SiteState
+from astropolis.tools.night import Fault, NightRunner
+from astropolis.tools.scheduler_models import Assignment, SiteState
 from astropolis.tools.sites import demo_sites
 from astropolis.tools.visibility import target_altitude_deg
 
@@ -40,8 +41,11 @@ class NowPlanner:
                     continue
                 if target_altitude_deg(site, target.ra_deg, target.dec_deg, state.free_from) >= site.horizon_deg:
                     taken.add(job.id)
-                    plan[state.name] = [Assignment(job_id=job.id, site=state.name, start=state.free_from,
-                                                   end=state.free_from + timedelta(minutes=2))]
+                    plan[state.name] = [Assignment(
+                        job_id=job.id, site=state.name, lane=job.request.lane, priority=job.request.priority,
+                        setup_s=10.0, start=state.free_from + timedelta(seconds=10),
+                        end=state.free_from + timedelta(minutes=2),
+                    )]
                     break
         return plan
 

@@ -25,6 +25,7 @@ from astropolis.memory import AuditLog, IllegalTransition, Job, JobKind, JobStat
 from astropolis.tools.drivers import Driver
 from astropolis.tools.errors import BadArguments, DriverError, Refused
 from astropolis.tools.executor import SiteExecutor
+from astropolis.tools.scheduler_models import Assignment, SiteState
 from astropolis.tools.sites import SiteRegistry
 
 RECHECK = timedelta(minutes=15)
@@ -65,32 +66,13 @@ class Fault:
         return cls(start + timedelta(hours=float(hours)), site, action, float(value) if value else None)  # type: ignore[arg-type]
 
 
-class Assignment(BaseModel):
-    """A planned job at a site."""
-
-    model_config = ConfigDict(frozen=True)
-
-    job_id: int
-    site: str
-    start: datetime
-    end: datetime
-
-
-class SiteState(BaseModel):
-    """What the planner needs to know about a site right now."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    available: bool
-    free_from: datetime
-
-
 class Planner(Protocol):
-    """Turns PENDING jobs and site states into per-site ordered assignments."""
+    """Turns PENDING jobs and site states into per-site ordered assignments (earliest first)."""
 
-    def plan(self, jobs: Sequence[Job], sites: Sequence[SiteState], now: datetime) -> dict[str, list[Assignment]]:
-        """Per-site assignments, earliest first."""
+    def plan(
+        self, jobs: Sequence[Job], sites: Sequence[SiteState], now: datetime
+    ) -> Mapping[str, Sequence[Assignment]]:
+        """Per-site assignments; an assignment's setup (slew + overhead) ends at its `start`."""
         ...
 
 
@@ -157,6 +139,7 @@ class NightRunner:
         }
         self.running: dict[str, _Running | None] = {name: None for name in drivers}
         self.busy_until: dict[str, datetime] = {}
+        self.pointing: dict[str, tuple[float, float]] = {}
         self.events: list[NightEvent] = []
         self._queue: list[_Queued] = []
         self._order = itertools.count()
@@ -215,13 +198,20 @@ class NightRunner:
             self._log(job.site or "-", "expired", job.history[-1].reason, job.id)
 
     def site_states(self, now: datetime) -> list[SiteState]:
-        """Availability and earliest free time of every site, as the planner sees them."""
+        """Availability, earliest free time and pointing of every site, as the planner sees them."""
         states = []
         for name, executor in self.executors.items():
             dusk, dawn = self.nights[name]
-            available = executor.health.alive and executor.health.open and now < dawn
+            alive, open_ = executor.health.alive, executor.health.open
+            reason = None if alive and open_ else (executor.health.reason or "closed")[:200]
+            if now >= dawn:
+                reason = "past dawn"
             free_from = max(now, dusk, self.busy_until.get(name, now))
-            states.append(SiteState(name=name, available=available, free_from=free_from))
+            pointing = self.pointing.get(name)
+            states.append(SiteState.from_site(
+                self.sites.get(name), free_from=free_from, available=reason is None, unavailable_reason=reason,
+                pointing_ra_deg=pointing[0] if pointing else None, pointing_dec_deg=pointing[1] if pointing else None,
+            ))
         return states
 
     def _pending_observations(self) -> list[Job]:
@@ -258,8 +248,9 @@ class NightRunner:
                 self._push(now + RECHECK, "dispatch", site)
             return
         first = mine[0]
-        if first.start > now + timedelta(seconds=1):
-            self._push(first.start, "dispatch", site)
+        begin = first.start - timedelta(seconds=first.setup_s)
+        if begin > now + timedelta(seconds=1):
+            self._push(begin, "dispatch", site)
             return
         try:
             job = self.ledger.schedule(first.job_id, site, actor="scheduler",
@@ -269,11 +260,13 @@ class NightRunner:
             return
         job = executor.start(job)
         self.running[site] = _Running(job)
-        self.busy_until[site] = first.end
+        self.busy_until[site] = max(first.end, now + timedelta(seconds=first.setup_s))
         target = job.request.target
+        if target is not None:
+            self.pointing[site] = (target.ra_deg, target.dec_deg)
         name = target.name if target and target.name else f"job {job.id}"
-        self._log(site, "start", f"{name} (priority {job.request.priority})", job.id)
-        self._push(now + timedelta(seconds=executor.driver.site.overhead_s), "expose", site, job.id, 0)
+        self._log(site, "start", f"{name} (priority {job.request.priority}, {job.request.lane})", job.id)
+        self._push(now + timedelta(seconds=first.setup_s), "expose", site, job.id, 0)
 
     def _expose(self, item: _Queued) -> None:
         site, now = item.site, self.clock.now()

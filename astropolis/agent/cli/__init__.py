@@ -12,8 +12,10 @@ from astropolis.agent.cli import audit_cmds, lake_cmds
 from astropolis.agent.cli.audit_cmds import audit_app
 from astropolis.agent.cli.jobs_cmds import jobs_app
 from astropolis.agent.cli.lake_cmds import JsonFlag, lake_app
+from astropolis.agent.cli.night_cmds import night
 from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors, stdout
 from astropolis.agent.cli.runtime import Runtime
+from astropolis.agent.cli.sites_cmds import sites_app
 
 app = typer.Typer(
     help="Astropolis: run a small network of robotic telescopes as one instrument.",
@@ -24,6 +26,8 @@ app = typer.Typer(
 app.add_typer(lake_app, name="lake")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(audit_app, name="audit")
+app.add_typer(sites_app, name="sites")
+app.command("night")(night)
 
 
 def m13_frame() -> Path:

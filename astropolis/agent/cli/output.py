@@ -17,6 +17,7 @@ from rich.console import Console
 from astropolis.lake.errors import LakeError
 from astropolis.memory.errors import MemoryStoreError
 from astropolis.settings import SettingsError
+from astropolis.tools.errors import ToolError
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # verify found corruption or tampering
@@ -71,5 +72,7 @@ def handles_errors(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         except (LakeError, MemoryStoreError, CliInputError, SettingsError) as error:
             raise fail(str(error), as_json=as_json, kind=type(error).__name__) from None
+        except ToolError as error:  # the tools' closed taxonomy: refused, driver/operator errors, bad arguments
+            raise fail(str(error), as_json=as_json, kind=error.kind) from None
 
     return wrapper

@@ -13,7 +13,7 @@ import hashlib
 import io
 import math
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import numpy as np
@@ -100,6 +100,11 @@ def dither_offset(command_id: str, max_arcsec: float) -> tuple[float, float]:
     radius = max_arcsec * math.sqrt(int.from_bytes(digest[:4], "big") / 2**32)
     angle = 2 * math.pi * int.from_bytes(digest[4:8], "big") / 2**32
     return radius * math.cos(angle), radius * math.sin(angle)
+
+
+def _mjd(moment: datetime) -> float:
+    """Modified Julian Date of a UTC time (days since 1858-11-17T00:00Z, UTC days, as FITS MJD-OBS)."""
+    return (moment - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400.0
 
 
 class Driver(ABC):
@@ -302,6 +307,7 @@ class Driver(ABC):
         header = fits.Header()
         cards: list[tuple[str, object, str]] = [
             ("DATE-OBS", opened.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure"),
+            ("MJD-OBS", round(_mjd(opened), 8), "[d] MJD (UTC) at start of exposure"),
             ("EXPTIME", float(request.exposure_s), "[s] exposure time"),
             ("OBSERVAT", site.name, "Astropolis site"),
             ("TELESCOP", f"{site.name}-{site.optics.aperture_mm:g}mm", "telescope"),
