@@ -144,6 +144,9 @@ def night(
     fault: Annotated[list[str] | None, typer.Option(help="SITE:ACTION[=VALUE]@+HOURSh after the first dusk.")] = None,
     demo_faults: Annotated[bool, typer.Option("--demo-faults/--no-demo-faults", help="Clouds over Chile.")] = True,
     exposure: Annotated[float, typer.Option(min=0.01, max=600.0, help="Seconds per demo exposure.")] = 3.0,
+    base_port: Annotated[
+        int | None, typer.Option("--base-port", min=1024, max=65000, help="First port of the demo sites.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the night's events as they happen.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -155,7 +158,11 @@ def night(
     runtime = Runtime.load()
     settings = runtime.settings
     demo = sites == "demo"
-    registry = demo_sites(backend) if demo else SiteRegistry.from_toml(Path(sites))  # type: ignore[arg-type]
+    if base_port is not None and not demo:
+        raise CliInputError("--base-port only applies to --sites demo (a registry file names its own ports)")
+    registry = (
+        demo_sites(backend, base_port=base_port) if demo else SiteRegistry.from_toml(Path(sites))  # type: ignore[arg-type]
+    )
     start = _when(night_date)
     nights = network_night(registry, start)
     if not nights:

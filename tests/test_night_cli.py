@@ -1,0 +1,94 @@
+"""`astropolis night` end to end: the demo night on fake sites (fast) and on real Alpaca simulators (slow)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from astropolis.agent.cli import app
+from astropolis.lake import Lake
+from astropolis.memory import JobState, Ledger
+
+runner = CliRunner()
+
+
+def night(*args: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["night", "--date", "2026-11-25", "--json", *args])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_demo_night_on_fake_sites_follows_the_dark_and_survives_a_rerun(home: Path) -> None:
+    report = night("--backend", "fake", "--exposure", "2")
+    totals = report["totals"]
+    assert totals["jobs"] >= 10 and totals["completed"] == totals["jobs"]
+    assert totals["frames"] == 2 * totals["completed"]
+    worked = {row["site"] for row in report["jobs"] if row["state"] == "COMPLETED"}
+    assert worked == {"lapalma", "chile", "siding-spring"}  # the second epoch goes where it is dark later
+    kinds = [(e["site"], e["kind"]) for e in report["events"]]
+    assert ("chile", "fault") in kinds and ("chile", "reopened") in kinds
+    # Every frame was taken at its site's night, and is in the lake with its job's target.
+    with Lake(home / "lake") as lake:
+        frames = lake.frames()
+        assert len(frames) == totals["frames"] and lake.verify().ok
+    sites = {row["name"]: row for row in report["sites"]}
+    for frame in frames:
+        assert sites[frame.site]["dusk"] <= frame.observed_at.isoformat() <= sites[frame.site]["dawn"]
+    # Running the same night again submits nothing new and takes no new exposure.
+    again = night("--backend", "fake", "--exposure", "2")
+    assert again["totals"]["jobs"] == totals["jobs"] and not [e for e in again["events"] if e["kind"] == "frame"]
+    with Lake(home / "lake") as lake:
+        assert len(lake.frames()) == totals["frames"]
+
+
+def test_a_dead_site_is_reported_and_its_jobs_move(home: Path) -> None:
+    report = night("--backend", "fake", "--no-demo-faults", "--fault", "lapalma:kill@+0.02h")
+    lapalma = next(s for s in report["sites"] if s["name"] == "lapalma")
+    assert lapalma["alive"] is False and "no answer" in lapalma["closed_reason"]
+    killed_at = next(e["at"] for e in report["events"] if e["kind"] == "fault")
+    ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    jobs = ledger.jobs()
+    # Nothing ran at La Palma after it died; first-epoch work it would have done moved to Chile.
+    assert all(j.history[-1].at.isoformat() <= killed_at for j in jobs if j.site == "lapalma")
+    moved = [j for j in jobs if j.site == "chile" and "epoch 1" in j.request.reason]
+    assert moved and all(j.state == JobState.COMPLETED for j in moved)
+
+
+def test_bad_night_options(home: Path) -> None:
+    assert runner.invoke(app, ["night", "--agent"]).exit_code == 2
+    assert "not a date" in runner.invoke(app, ["night", "--date", "tomorrow"]).stderr
+    assert "fault" in runner.invoke(app, ["night", "--backend", "fake", "--fault", "chile:storm"]).stderr
+
+
+def _free_base_port() -> int:
+    for base in range(23100, 24000, 10):
+        ports = []
+        for offset in range(3):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", base + offset)) == 0:
+                    break
+                ports.append(base + offset)
+        if len(ports) == 3:
+            return base
+    raise RuntimeError("no free ports")
+
+
+@pytest.mark.slow
+def test_demo_night_on_real_alpaca_simulators(home: Path) -> None:
+    report = night("--backend", "alpaca", "--exposure", "0.5", "--base-port", str(_free_base_port()))
+    totals = report["totals"]
+    assert totals["completed"] == totals["jobs"] >= 10 and totals["frames"] == 2 * totals["jobs"]
+    with Lake(home / "lake") as lake:
+        frames = lake.frames()
+        assert {f.site for f in frames} == {"lapalma", "chile", "siding-spring"}
+        assert all(f.width == 512 and f.pointing_source == "WCS" for f in frames)
+        assert lake.verify().ok
+    from astropolis.tools.simulators.alpaca import AlpacaSimulators
+
+    simulators = AlpacaSimulators(home)  # the night started them, so the night stopped them
+    assert not any(simulators.alive(record) for record in simulators.records().values())
