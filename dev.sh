@@ -2,7 +2,7 @@
 # What a newcomer runs on a fresh machine with Python 3.11. Each command installs everything it needs first
 # (a virtual environment in .venv; later, Debian packages for the telescope simulators), then runs.
 #
-#   ./dev.sh demo    install, then run the demo
+#   ./dev.sh demo    install, then run the demo night on three simulated sites
 #   ./dev.sh test    install, then run lint, type checks and the whole test suite (what CI runs)
 #   ./dev.sh bench   install, then run the benchmarks in astropolis/evals
 set -euo pipefail
@@ -45,7 +45,7 @@ shift || true
 case "$command" in
     demo)
         install
-        exec .venv/bin/astropolis demo "$@"
+        exec .venv/bin/astropolis night --sites demo --no-agent "$@"
         ;;
     test)
         install
@@ -55,8 +55,10 @@ case "$command" in
         ;;
     bench)
         install
-        .venv/bin/python -m astropolis.evals.bench_audit "$@"
-        exec .venv/bin/python -m astropolis.evals.bench_ingest "$@"
+        .venv/bin/python -m astropolis.evals.bench_audit
+        .venv/bin/python -m astropolis.evals.bench_ingest
+        .venv/bin/python -m astropolis.evals.bench_scheduler
+        exec .venv/bin/python -m astropolis.evals.bench_visibility
         ;;
     *)
         echo "usage: ./dev.sh demo|test|bench" >&2
