@@ -9,7 +9,7 @@ from pathlib import Path
 from astropolis.lake.blobs import BlobStore
 from astropolis.lake.clock import ManualClock
 from astropolis.tools.drivers import CommandJournal
-from astropolis.tools.drivers.fake import FakeDriver
+from astropolis.tools.drivers.fake import FakeDriver, sky_stars
 from astropolis.tools.sites import demo_sites
 
 
@@ -38,8 +38,8 @@ class FakeHarness:
 
         driver._expose_pixels = dying  # type: ignore[method-assign]
 
-    def expected_stars(self, ra_deg: float, dec_deg: float, radius_deg: float) -> None:
-        return None
+    def expected_stars(self, ra_deg: float, dec_deg: float, radius_deg: float) -> list[tuple[float, float, float]]:
+        return sky_stars(ra_deg, dec_deg, radius_deg)
 
 
 @contextmanager

@@ -86,9 +86,28 @@ class FakeDriver(Driver):
         self.parked = True
 
 
+def sky_stars(ra_deg: float, dec_deg: float, radius_deg: float) -> list[tuple[float, float, float]]:
+    """The fake sky's stars near a position: (ra_deg, dec_deg, mag), fixed on the sky (seeded per 0.05 deg
+    cell), mag = -2.5 log10(counts per second)."""
+    stars = []
+    cos_dec = max(math.cos(math.radians(dec_deg)), 1e-3)
+    span = radius_deg / cos_dec
+    for cell_dec in range(
+        math.floor((dec_deg - radius_deg) / _CELL_DEG), math.ceil((dec_deg + radius_deg) / _CELL_DEG) + 1
+    ):
+        for cell_ra in range(math.floor((ra_deg - span) / _CELL_DEG), math.ceil((ra_deg + span) / _CELL_DEG) + 1):
+            cell_rng = np.random.default_rng([cell_ra % 7200 + 10_000, cell_dec + 2000])
+            for _ in range(cell_rng.poisson(3)):
+                star_ra = ((cell_ra + cell_rng.random()) * _CELL_DEG) % 360.0
+                star_dec = (cell_dec + cell_rng.random()) * _CELL_DEG
+                rate = 10 ** cell_rng.uniform(2.5, 5.0)
+                stars.append((star_ra, star_dec, -2.5 * math.log10(rate)))
+    return stars
+
+
 def render_sky(site: object, ra_deg: float, dec_deg: float, exposure_s: float, *, seed: int) -> np.ndarray:
-    """A star field whose stars are fixed on the sky (seeded per sky cell), rendered through a TAN projection
-    with east left and north up, plus sky background and noise."""
+    """The fake sky's stars rendered through a TAN projection with east left and north up, plus sky background
+    and noise."""
     from astropolis.tools.sites import Site
 
     assert isinstance(site, Site)
@@ -96,21 +115,12 @@ def render_sky(site: object, ra_deg: float, dec_deg: float, exposure_s: float, *
     scale = site.pixel_scale_arcsec / 3600.0
     rng = np.random.default_rng(seed)
     image = rng.normal(1000.0 + 20.0 * exposure_s, 8.0, (height, width))
-    half = max(width, height) * scale / 2 * 1.5
-    cos_dec = max(math.cos(math.radians(dec_deg)), 1e-3)
-    for cell_dec in np.arange(math.floor((dec_deg - half) / _CELL_DEG), math.ceil((dec_deg + half) / _CELL_DEG) + 1):
-        span = half / cos_dec
-        for cell_ra in np.arange(math.floor((ra_deg - span) / _CELL_DEG), math.ceil((ra_deg + span) / _CELL_DEG) + 1):
-            cell_rng = np.random.default_rng([int(cell_ra) % 7200 + 10_000, int(cell_dec) + 2000])
-            for _ in range(cell_rng.poisson(3)):
-                star_ra = (cell_ra + cell_rng.random()) * _CELL_DEG
-                star_dec = (cell_dec + cell_rng.random()) * _CELL_DEG
-                flux = 10 ** cell_rng.uniform(2.5, 5.0) * exposure_s
-                xi, eta = _gnomonic(star_ra, star_dec, ra_deg, dec_deg)
-                px = (width - 1) / 2.0 - xi / scale  # east (larger RA) to the left
-                py = (height - 1) / 2.0 + eta / scale
-                if -10 < px < width + 10 and -10 < py < height + 10:
-                    _add_star(image, px, py, flux, sigma=1.2)
+    for star_ra, star_dec, mag in sky_stars(ra_deg, dec_deg, max(width, height) * scale / 2 * 1.5):
+        xi, eta = _gnomonic(star_ra, star_dec, ra_deg, dec_deg)
+        px = (width - 1) / 2.0 - xi / scale  # east (larger RA) to the left
+        py = (height - 1) / 2.0 + eta / scale
+        if -10 < px < width + 10 and -10 < py < height + 10:
+            _add_star(image, px, py, 10 ** (-0.4 * mag) * exposure_s, sigma=1.2)
     return np.clip(image, 0, 65535).astype(np.uint16)
 
 
