@@ -56,9 +56,16 @@ def night_span(sites: list[Site], night: date, step: timedelta) -> tuple[datetim
 
 
 def astroplan_masks(
-    sites: list[Site], targets: Any, grid: Any, max_airmass: np.ndarray, min_moon_deg: np.ndarray
+    sites: list[Site],
+    targets: Any,
+    grid: Any,
+    max_airmass: np.ndarray,
+    min_moon_deg: np.ndarray,
+    *,
+    per_target: bool = True,
 ) -> dict[str, np.ndarray]:
-    """The baseline: astroplan constraints evaluated target by target; (targets, times) masks per site."""
+    """astroplan's constraints on the same grid; (targets, times) masks per site. The baseline evaluates them
+    target by target (`per_target`); given all targets at once it is shown only for context."""
     from astroplan import (
         AirmassConstraint,
         AltitudeConstraint,
@@ -69,53 +76,33 @@ def astroplan_masks(
     from astropy import units as u
     from astropy.coordinates.errors import NonRotationTransformationWarning
 
-    masks = {}
-    for site in sites:
-        observer = Observer(location=site.location(), name=site.name)
-        mask = np.zeros((len(targets), len(grid)), dtype=bool)
-        for i in range(len(targets)):
-            constraints = [
-                AtNightConstraint.twilight_astronomical(),
-                AltitudeConstraint(min=site.horizon_deg * u.deg),
-                AirmassConstraint(max=float(max_airmass[i])),
-                MoonSeparationConstraint(min=float(min_moon_deg[i]) * u.deg),
-            ]
-            with warnings.catch_warnings():
-                # astroplan measures Moon separations in the Moon's GCRS frame on purpose; astropy warns about it.
-                warnings.filterwarnings("ignore", category=NonRotationTransformationWarning)
-                results = [c(observer, targets[i], times=grid, grid_times_targets=True) for c in constraints]
-            mask[i] = np.logical_and.reduce(results)[0]
-        masks[site.name] = mask
-    return masks
-
-
-def astroplan_vector_masks(
-    sites: list[Site], targets: Any, grid: Any, max_airmass: np.ndarray, min_moon_deg: np.ndarray
-) -> dict[str, np.ndarray]:
-    """For context, not the baseline: the same astroplan constraints given all targets at once."""
-    from astroplan import (
-        AirmassConstraint,
-        AltitudeConstraint,
-        AtNightConstraint,
-        MoonSeparationConstraint,
-        Observer,
-    )
-    from astropy import units as u
-    from astropy.coordinates.errors import NonRotationTransformationWarning
-
-    masks = {}
-    for site in sites:
-        observer = Observer(location=site.location(), name=site.name)
+    def evaluate(observer: Any, chosen: Any, airmass: Any, moon_deg: Any, horizon_deg: float) -> np.ndarray:
         constraints = [
             AtNightConstraint.twilight_astronomical(),
-            AltitudeConstraint(min=site.horizon_deg * u.deg),
-            AirmassConstraint(max=max_airmass[:, np.newaxis]),
-            MoonSeparationConstraint(min=min_moon_deg[:, np.newaxis] * u.deg),
+            AltitudeConstraint(min=horizon_deg * u.deg),
+            AirmassConstraint(max=airmass),
+            MoonSeparationConstraint(min=moon_deg * u.deg),
         ]
         with warnings.catch_warnings():
+            # astroplan measures Moon separations in the Moon's GCRS frame on purpose; astropy warns about it.
             warnings.filterwarnings("ignore", category=NonRotationTransformationWarning)
-            results = [c(observer, targets, times=grid, grid_times_targets=True) for c in constraints]
-        masks[site.name] = np.logical_and.reduce(results)
+            results = [c(observer, chosen, times=grid, grid_times_targets=True) for c in constraints]
+        return np.logical_and.reduce(results)
+
+    masks = {}
+    for site in sites:
+        observer = Observer(location=site.location(), name=site.name)
+        if per_target:
+            mask = np.zeros((len(targets), len(grid)), dtype=bool)
+            for i in range(len(targets)):
+                mask[i] = evaluate(
+                    observer, targets[i], float(max_airmass[i]), float(min_moon_deg[i]), site.horizon_deg
+                )[0]
+        else:
+            mask = evaluate(
+                observer, targets, max_airmass[:, np.newaxis], min_moon_deg[:, np.newaxis], site.horizon_deg
+            )
+        masks[site.name] = mask
     return masks
 
 
@@ -163,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     _ = reference.windows
     astroplan_s = time.perf_counter() - started
     started = time.perf_counter()
-    vector_masks = astroplan_vector_masks(sites, targets, table.grid, max_airmass, min_moon_deg)
+    vector_masks = astroplan_masks(sites, targets, table.grid, max_airmass, min_moon_deg, per_target=False)
     vector_s = time.perf_counter() - started
     differing_pairs = sum(table.windows[key] != reference.windows[key] for key in table.windows)
     differing_points = sum(int(np.count_nonzero(table.observable[s] != masks[s])) for s in table.site_names)
