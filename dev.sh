@@ -22,12 +22,13 @@ find_python() {
 }
 
 system_packages() {
-    # Debian's INDI server and its telescope/CCD simulators, for the INDI driver and its tests.
-    if ! command -v indiserver >/dev/null 2>&1; then
+    # Debian's INDI server and its telescope/CCD simulators (the INDI driver and its tests), and the real
+    # VLT/NTT frames of eso-midas-testdata (the residents' sanity checks on real data).
+    if ! command -v indiserver >/dev/null 2>&1 || [ ! -d /usr/lib/eso-midas ]; then
         local sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq indi-bin >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq indi-bin eso-midas-testdata >/dev/null
     fi
 }
 
