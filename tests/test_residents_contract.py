@@ -114,3 +114,12 @@ def test_wrong_number_of_inputs(runner: ResidentRunner) -> None:
     frame_id = runner.lake.ingest_bytes(frame_bytes(seed=4), name="a").frame.id
     with pytest.raises(BadInput, match="takes 1 input"):
         runner.run("brightness", [frame_id, frame_id])
+
+
+def test_one_follow_up_per_target_not_one_per_frame(runner: ResidentRunner) -> None:
+    first = runner.lake.ingest_bytes(frame_bytes(seed=5), name="cloudy-1").frame
+    second = runner.lake.ingest_bytes(frame_bytes(seed=6), name="cloudy-2").frame  # same pointing, new noise
+    assert len(runner.run("brightness", [first.id]).jobs) == 1
+    assert runner.run("brightness", [second.id]).jobs == []  # the first reobserve is still open
+    far = runner.lake.ingest_bytes(frame_bytes(seed=7, ra=100.0, dec=-20.0), name="elsewhere").frame
+    assert len(runner.run("brightness", [far.id]).jobs) == 1

@@ -78,6 +78,7 @@ class ProposedJob:
     count: int = 1
     lane: Literal["queue", "rapid"] = "queue"
     subject: str | None = None
+    other_site: bool = False  # confirm from a different site than the one that took the input frame
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ returns the stored product and adds nothing."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,9 +14,11 @@ from typing import Any
 from astropolis.lake import Lake, Product
 from astropolis.lake.clock import Clock, SystemClock
 from astropolis.memory import AuditLog, IdempotencyConflict, Job, Ledger, parse_request
-from astropolis.models import load_resident
+from astropolis.models import RESIDENTS, load_resident
 from astropolis.models.base import Context, FrameInput, FramePair, ProposedJob, Resident, load_frame
-from astropolis.models.errors import BadInput
+from astropolis.models.errors import BadInput, ResidentError
+
+__all__ = ["RESIDENTS", "ResidentError", "ResidentRun", "ResidentRunner", "describe_residents", "train_resident"]
 from astropolis.tools.sites import SiteRegistry
 
 FOLLOW_UP_HOURS = 12.0
@@ -41,7 +44,9 @@ class ResidentRunner:
         audit: AuditLog | None = None,
         clock: Clock | None = None,
         sites: SiteRegistry | None = None,
+        dedupe_radius_arcsec: float = 5.0,
     ) -> None:
+        self.dedupe_radius_arcsec = dedupe_radius_arcsec
         self.lake = lake
         self.ledger = ledger
         self.audit = audit
@@ -64,8 +69,9 @@ class ResidentRunner:
         frame = self.lake.frame(frame_id)
         return load_frame(frame, self.lake.read(frame.id))
 
-    def run(self, name: str, input_ids: Sequence[str]) -> ResidentRun:
-        """Run resident `name` on lake objects `input_ids` (one frame, or new frame then reference)."""
+    def run(self, name: str, input_ids: Sequence[str], *, file_jobs: bool = True) -> ResidentRun:
+        """Run resident `name` on lake objects `input_ids` (one frame, or new frame then reference); with
+        `file_jobs=False` its proposals are left for the caller (`proposals`, `file`)."""
         resident = self.resident(name)
         ids = [self.lake.resolve(i) for i in input_ids]
         expected = 2 if resident.input_kind == "frame_pair" else 1
@@ -93,12 +99,12 @@ class ResidentRunner:
             output=output.model_dump(mode="json"),
         )
         jobs: list[Job] = []
-        if stored.created and self.ledger is not None:
+        if stored.created and self.ledger is not None and file_jobs:
             context = Context(
                 product_id=stored.product.id, now=self.clock.now(), site_threshold=self._threshold(loaded[0].frame.site)
             )
             for index, proposal in enumerate(resident.propose(output, inputs, context)):
-                job = self._submit(resident, stored.product, index, proposal, loaded[0])
+                job = self.file(resident.name, stored.product, index, proposal, loaded[0])
                 if job is not None:
                     jobs.append(job)
         self._audit(
@@ -130,14 +136,20 @@ class ResidentRunner:
                 pass
         return now + timedelta(hours=FOLLOW_UP_HOURS)
 
-    def _submit(
-        self, resident: Resident[Any], product: Product, index: int, proposal: ProposedJob, frame: FrameInput
-    ) -> Job | None:
+    def file(self, name: str, product: Product, index: int, proposal: ProposedJob, frame: FrameInput) -> Job | None:
+        """Submit one proposal of resident `name` about `product`; None when the same target already has an
+        open job, or this resident already had it observed (one follow-up per source, not one per frame)."""
         assert self.ledger is not None
+        resident = self.resident(name)
         now = self.clock.now()
         observing = proposal.kind in ("observe", "reobserve")
         ra = proposal.ra_deg if proposal.ra_deg is not None else frame.frame.ra_deg
         dec = proposal.dec_deg if proposal.dec_deg is not None else frame.frame.dec_deg
+        if self._duplicate(resident.name, proposal.kind, ra, dec):
+            return None
+        sites: list[str] = []
+        if proposal.other_site and self.sites is not None:
+            sites = [s for s in self.sites.names if s != frame.frame.site]
         request = parse_request(
             {
                 "kind": proposal.kind,
@@ -151,6 +163,7 @@ class ResidentRunner:
                 }
                 if observing
                 else None,
+                "constraints": {"sites": sites},
                 "priority": proposal.priority,
                 "lane": proposal.lane,
                 "reason": f"{resident.name} {product.id[:19]}: {proposal.reason}"[:500],
@@ -162,6 +175,22 @@ class ResidentRunner:
             return self.ledger.submit(request, actor=f"resident:{resident.name}").job
         except IdempotencyConflict:
             return None
+
+    def _duplicate(self, name: str, kind: str, ra_deg: float, dec_deg: float) -> bool:
+        assert self.ledger is not None
+        radius = self.dedupe_radius_arcsec / 3600.0
+        cos_dec = max(math.cos(math.radians(dec_deg)), 1e-6)
+        for job in self.ledger.jobs():
+            target = job.request.target
+            if target is None or job.request.kind.value != kind:
+                continue
+            d_ra = ((target.ra_deg - ra_deg + 180.0) % 360.0 - 180.0) * cos_dec
+            if math.hypot(d_ra, target.dec_deg - dec_deg) > radius:
+                continue
+            from_here = job.request.reason.startswith(f"{name} ")
+            if not job.terminal or from_here:
+                return True
+        return False
 
     def _audit(
         self, name: str, ids: list[str], started: float, *, result: Any = None, error: str | None = None
@@ -177,3 +206,36 @@ class ResidentRunner:
             tier="propose",
             duration_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+
+def describe_residents() -> list[dict[str, Any]]:
+    """Every registered resident: name, version, input kind, output model, weights sha256, model card path."""
+    import importlib
+    from pathlib import Path
+
+    rows = []
+    for name, path in RESIDENTS.items():
+        resident = load_resident(name)
+        module = importlib.import_module(path.partition(":")[0])
+        card = Path(module.__file__ or "").parent / "MODEL_CARD.md"
+        rows.append(
+            {
+                "name": name,
+                "version": resident.version,
+                "input_kind": resident.input_kind,
+                "output": resident.output_model.__name__,
+                "weights_sha256": resident.weights_sha256,
+                "model_card": str(card) if card.is_file() else None,
+            }
+        )
+    return rows
+
+
+def train_resident(name: str, *, seed: int, out_dir: Any = None, quick: bool = False) -> dict[str, Any]:
+    """Retrain a resident from its seed with its own training script; returns its held-out metrics."""
+    import importlib
+
+    if name not in RESIDENTS:
+        raise KeyError(f"no resident named {name!r}; residents: {', '.join(RESIDENTS)}")
+    module = importlib.import_module(f"astropolis.models.{name}.train")
+    return dict(module.train(seed=seed, out_dir=out_dir, quick=quick))

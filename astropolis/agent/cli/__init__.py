@@ -14,6 +14,7 @@ from astropolis.agent.cli.jobs_cmds import jobs_app
 from astropolis.agent.cli.lake_cmds import JsonFlag, lake_app
 from astropolis.agent.cli.night_cmds import night
 from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors, stdout
+from astropolis.agent.cli.residents_cmds import residents_app
 from astropolis.agent.cli.runtime import Runtime
 from astropolis.agent.cli.sites_cmds import sites_app
 
@@ -28,6 +29,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sites_app, name="sites")
 app.command("night")(night)
+app.add_typer(residents_app, name="residents")
 
 
 def m13_frame() -> Path:

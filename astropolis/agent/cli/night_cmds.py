@@ -102,8 +102,10 @@ def _demo_faults(nights: dict[str, tuple[datetime, datetime]]) -> list[Fault]:
     if "chile" not in nights:
         return []
     dusk = nights["chile"][0]
-    return [Fault(dusk + timedelta(hours=2), "chile", "clouds", 85.0),
-            Fault(dusk + timedelta(hours=3.5), "chile", "clear")]
+    return [
+        Fault(dusk + timedelta(hours=2), "chile", "clouds", 85.0),
+        Fault(dusk + timedelta(hours=3.5), "chile", "clear"),
+    ]
 
 
 def _print_event(event: NightEvent) -> None:
@@ -114,24 +116,45 @@ def _print_event(event: NightEvent) -> None:
 def _print_report(report: dict[str, Any]) -> None:
     jobs = Table("job", "target", "pri", "state", "site", "frames", "attempts", "last reason")
     for row in report["jobs"]:
-        jobs.add_row(str(row["id"]), row["target"] or "—", str(row["priority"]), row["state"], row["site"] or "—",
-                     str(len(row["frames"])), str(row["attempts"]), row["last_reason"][:60])
+        jobs.add_row(
+            str(row["id"]),
+            row["target"] or "—",
+            str(row["priority"]),
+            row["state"],
+            row["site"] or "—",
+            str(len(row["frames"])),
+            str(row["attempts"]),
+            row["last_reason"][:60],
+        )
     stdout.print(jobs)
     sites = Table("site", "dusk (UTC)", "dawn (UTC)", "frames", "completed", "state")
     for row in report["sites"]:
-        state = "[green]ok[/]" if row["alive"] and not row["closed_reason"] else (
-            f"[red]dead[/]: {row['closed_reason']}" if not row["alive"] else f"closed: {row['closed_reason']}")
-        sites.add_row(row["name"], row["dusk"][5:16].replace("T", " "), row["dawn"][5:16].replace("T", " "),
-                      str(row["frames"]), str(row["completed"]), state)
+        state = (
+            "[green]ok[/]"
+            if row["alive"] and not row["closed_reason"]
+            else (f"[red]dead[/]: {row['closed_reason']}" if not row["alive"] else f"closed: {row['closed_reason']}")
+        )
+        sites.add_row(
+            row["name"],
+            row["dusk"][5:16].replace("T", " "),
+            row["dawn"][5:16].replace("T", " "),
+            str(row["frames"]),
+            str(row["completed"]),
+            state,
+        )
     stdout.print(sites)
     for event in report["events"]:
         if event["kind"] in ("closed", "dead", "refused", "handed-back", "fault", "reopened"):
             job = f" job {event['job_id']}" if event["job_id"] is not None else ""
-            stdout.print(f"  {event['at'][5:19].replace('T', ' ')} {event['site']}{job}: {event['kind']} — "
-                         f"{event['detail']}", markup=False)
+            stdout.print(
+                f"  {event['at'][5:19].replace('T', ' ')} {event['site']}{job}: {event['kind']} — {event['detail']}",
+                markup=False,
+            )
     totals = report["totals"]
-    stdout.print(f"[bold]{totals['completed']} of {totals['jobs']} jobs completed[/], {totals['frames']} frames; "
-                 f"{totals['pending']} pending, {totals['expired']} expired, {totals['failed']} failed")
+    stdout.print(
+        f"[bold]{totals['completed']} of {totals['jobs']} jobs completed[/], {totals['frames']} frames; "
+        f"{totals['pending']} pending, {totals['expired']} expired, {totals['failed']} failed"
+    )
 
 
 @handles_errors
@@ -179,9 +202,10 @@ def night(
     journal = CommandJournal(f"sqlite:///{settings.home / 'commands.db'}", clock=clock)
     actor = f"night:{start:%Y-%m-%d}"
     arguments = {"sites": sites, "backend": backend, "date": f"{start:%Y-%m-%d}", "faults": [str(f) for f in faults]}
-    with runtime.audited("cli.night", night, arguments) as call, simulated_sites(
-        settings.home, registry, backend if demo else "none"
-    ) as controls:
+    with (
+        runtime.audited("cli.night", night, arguments) as call,
+        simulated_sites(settings.home, registry, backend if demo else "none") as controls,
+    ):
         if demo:
             for request in demo_requests(registry, first_dusk, last_dawn, exposure_s=exposure):
                 ledger.submit(request, actor=actor)
@@ -192,9 +216,18 @@ def night(
         if controls is None and demo and backend == "fake":
             controls = _FakeControls(drivers)
         runner = NightRunner(
-            sites=registry, drivers=drivers, lake=lake, ledger=ledger, audit=audit, clock=clock,
-            planner=NetworkPlanner(registry, last_dawn), nights={n: nights[n] for n in drivers},
-            controls=controls, faults=faults, speed=speed, on_event=_print_event if verbose else None,
+            sites=registry,
+            drivers=drivers,
+            lake=lake,
+            ledger=ledger,
+            audit=audit,
+            clock=clock,
+            planner=NetworkPlanner(registry, last_dawn),
+            nights={n: nights[n] for n in drivers},
+            controls=controls,
+            faults=faults,
+            speed=speed,
+            on_event=_print_event if verbose else None,
         )
         for name, driver in drivers.items():
             try:
@@ -211,6 +244,8 @@ def night(
     if as_json:
         emit_json(report)
     else:
-        stderr.print(f"night of {report['date']}: {first_dusk:%m-%d %H:%M} → {last_dawn:%m-%d %H:%M} UTC on "
-                     f"{', '.join(drivers)} ({report['backend']})")
+        stderr.print(
+            f"night of {report['date']}: {first_dusk:%m-%d %H:%M} → {last_dawn:%m-%d %H:%M} UTC on "
+            f"{', '.join(drivers)} ({report['backend']})"
+        )
         _print_report(report)
