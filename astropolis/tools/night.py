@@ -25,12 +25,13 @@ from astropolis.memory import AuditLog, IllegalTransition, Job, JobKind, JobStat
 from astropolis.tools.drivers import Driver
 from astropolis.tools.errors import BadArguments, DriverError, Refused
 from astropolis.tools.executor import SiteExecutor
+from astropolis.tools.night_residents import NightResidents
 from astropolis.tools.scheduler_models import Assignment, SiteState
 from astropolis.tools.sites import SiteRegistry
 
 RECHECK = timedelta(minutes=15)
 READOUT_S = 2.0
-EventKind = Literal["dispatch", "expose", "complete", "fault"]
+EventKind = Literal["dispatch", "expose", "complete", "fault", "sky"]
 FaultAction = Literal["clouds", "clear", "unsafe", "safe", "kill"]
 
 
@@ -45,6 +46,20 @@ class SiteControls(Protocol):
 
     def kill(self, site: str) -> None:
         """Kill a site's device process (a dead site)."""
+
+    def add_source(self, ra_deg: float, dec_deg: float, mag: float, label: str) -> None:
+        """Put a new source on the sky every site renders (a transient)."""
+
+
+@dataclass(frozen=True)
+class SkyEvent:
+    """A new source appearing on the sky at a simulated time (a supernova in a galaxy, say)."""
+
+    at: datetime
+    ra_deg: float
+    dec_deg: float
+    mag: float
+    label: str
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ class _Queued:
     job_id: int | None = field(compare=False, default=None)
     index: int = field(compare=False, default=0)
     fault: Fault | None = field(compare=False, default=None)
+    sky: SkyEvent | None = field(compare=False, default=None)
 
 
 @dataclass
@@ -123,6 +139,8 @@ class NightRunner:
         faults: Sequence[Fault] = (),
         speed: float | None = None,
         on_event: Callable[[NightEvent], None] | None = None,
+        residents: NightResidents | None = None,
+        sky_events: Sequence[SkyEvent] = (),
     ) -> None:
         self.sites = sites
         self.clock = clock
@@ -133,6 +151,7 @@ class NightRunner:
         self.controls = controls
         self.speed = speed
         self.on_event = on_event
+        self.residents = residents
         self.executors = {
             name: SiteExecutor(driver, lake=lake, ledger=ledger, audit=audit, clock=clock)
             for name, driver in drivers.items()
@@ -151,11 +170,15 @@ class NightRunner:
             if fault.action != "kill" and controls is None:
                 raise BadArguments("faults need simulated sites with fault switches")
             self._push(fault.at, "fault", fault.site, fault=fault)
+        for event in sky_events:
+            if controls is None:
+                raise BadArguments("sky events need simulated sites whose sky can be changed")
+            self._push(event.at, "sky", "sky", sky=event)
 
     # ---------------------------------------------------------------------------------------- plumbing
     def _push(self, at: datetime, kind: EventKind, site: str, job_id: int | None = None, index: int = 0,
-              fault: Fault | None = None) -> None:
-        heapq.heappush(self._queue, _Queued(at, next(self._order), kind, site, job_id, index, fault))
+              fault: Fault | None = None, sky: SkyEvent | None = None) -> None:
+        heapq.heappush(self._queue, _Queued(at, next(self._order), kind, site, job_id, index, fault, sky))
 
     def _log(self, site: str, kind: str, detail: str, job_id: int | None = None) -> None:
         event = NightEvent(at=self.clock.now(), site=site, kind=kind, job_id=job_id, detail=detail)
@@ -186,7 +209,7 @@ class NightRunner:
                 self.clock.advance_to(item.at)
             self.ledger.reap(actor="reaper")
             handler = {"dispatch": self._dispatch, "expose": self._expose, "complete": self._complete,
-                       "fault": self._fault}[item.kind]
+                       "fault": self._fault, "sky": self._sky}[item.kind]
             handler(item)
         if self.clock.now() < self.end:
             self.clock.advance_to(self.end)
@@ -194,6 +217,10 @@ class NightRunner:
             if executor.health.alive and executor.health.open:
                 executor.close_up("dawn")
                 self._log(name, "closed", "dawn: parked")
+        if self.residents is not None:
+            for note in self.residents.at_dawn():
+                for job in note.jobs:
+                    self._log("network", "review", note.detail, job.id)
         for job in self.ledger.reap(actor="reaper"):
             self._log(job.site or "-", "expired", job.history[-1].reason, job.id)
 
@@ -294,6 +321,15 @@ class NightRunner:
             return
         running.frames.append(outcome.frame_id)
         self._log(site, "frame", f"{outcome.frame_id[:19]}" + (" (recovered)" if outcome.replayed else ""), job.id)
+        if self.residents is not None:
+            filed = False
+            for note in self.residents.on_frame(outcome.frame_id):
+                self._log(site, note.kind, note.detail, job.id)
+                for new in note.jobs:
+                    filed = True
+                    self._log(site, "job", f"{new.request.kind.value} {new.request.lane}: {new.request.reason}", new.id)
+            if filed:
+                self._replan_others(site, now)
         assert job.request.exposure is not None
         following = now + timedelta(seconds=job.request.exposure.exposure_s + READOUT_S)
         if item.index + 1 < job.request.exposure.count:
@@ -329,6 +365,13 @@ class NightRunner:
         self._log(fault.site, "fault", f"{fault.action}{suffix}")
         if self.running[fault.site] is None:
             self._push(self.clock.now(), "dispatch", fault.site)
+
+    def _sky(self, item: _Queued) -> None:
+        event = item.sky
+        assert event is not None and self.controls is not None
+        self.controls.add_source(event.ra_deg, event.dec_deg, event.mag, event.label)
+        self._log("sky", "sky", f"{event.label} appears at RA {event.ra_deg:.5f} Dec {event.dec_deg:+.5f}, "
+                  f"mag {event.mag:g}")
 
     def _replan_others(self, dead_site: str, now: datetime) -> None:
         for name in self.executors:

@@ -4,6 +4,7 @@ fault switches (unsafe, cloud, wind, camera error, dead). Never used where an is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class FakeDriver(Driver):
         self.dec_deg: float | None = None
         self.exposures_taken = 0
         self.camera_error = False
+        self.new_sources: list[tuple[float, float, float]] = []  # (ra_deg, dec_deg, mag) added to the sky
 
     def _alive(self) -> None:
         if self.dead:
@@ -76,7 +78,9 @@ class FakeDriver(Driver):
         self.camera_error = False
         assert self.ra_deg is not None and self.dec_deg is not None
         self.exposures_taken += 1
-        return render_sky(self.site, self.ra_deg, self.dec_deg, exposure_s, seed=self.exposures_taken)
+        return render_sky(
+            self.site, self.ra_deg, self.dec_deg, exposure_s, seed=self.exposures_taken, extra=self.new_sources
+        )
 
     def _abort(self) -> None:
         self.camera_error = False
@@ -105,7 +109,15 @@ def sky_stars(ra_deg: float, dec_deg: float, radius_deg: float) -> list[tuple[fl
     return stars
 
 
-def render_sky(site: object, ra_deg: float, dec_deg: float, exposure_s: float, *, seed: int) -> np.ndarray:
+def render_sky(
+    site: object,
+    ra_deg: float,
+    dec_deg: float,
+    exposure_s: float,
+    *,
+    seed: int,
+    extra: Sequence[tuple[float, float, float]] = (),
+) -> np.ndarray:
     """The fake sky's stars rendered through a TAN projection with east left and north up, plus sky background
     and noise."""
     from astropolis.tools.sites import Site
@@ -115,7 +127,7 @@ def render_sky(site: object, ra_deg: float, dec_deg: float, exposure_s: float, *
     scale = site.pixel_scale_arcsec / 3600.0
     rng = np.random.default_rng(seed)
     image = rng.normal(1000.0 + 20.0 * exposure_s, 8.0, (height, width))
-    for star_ra, star_dec, mag in sky_stars(ra_deg, dec_deg, max(width, height) * scale / 2 * 1.5):
+    for star_ra, star_dec, mag in [*sky_stars(ra_deg, dec_deg, max(width, height) * scale / 2 * 1.5), *extra]:
         xi, eta = _gnomonic(star_ra, star_dec, ra_deg, dec_deg)
         px = (width - 1) / 2.0 - xi / scale  # east (larger RA) to the left
         py = (height - 1) / 2.0 + eta / scale
