@@ -13,7 +13,8 @@ import io
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -177,3 +178,20 @@ def load_frame(frame: Frame, fits_bytes: bytes) -> FrameInput:
     if not wcs.has_celestial:
         raise BadInput(f"{source}: no celestial WCS (CTYPE1/2, CRVAL, CDELT or CD)")
     return probe
+
+
+@contextmanager
+def deterministic(threads: int = 1) -> Iterator[None]:
+    """Run torch with `threads` threads and deterministic algorithms for a block, restoring both afterwards
+    (the residents' determinism rule: same input, same bytes, on any CPU run)."""
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    previous_mode = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_mode)
+        torch.set_num_threads(previous_threads)

@@ -1,0 +1,221 @@
+"""The transients resident: committed weights, difference imaging finds what was injected and not the stars,
+triplets, byte-identical reports, refusals of bad pairs that store nothing, observe jobs citing the product,
+and a small held-out real/bogus sanity check."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astropolis.lake import Frame, Lake
+from astropolis.lake.clock import ManualClock
+from astropolis.memory import JobKind, Ledger
+from astropolis.models.base import FramePair, file_sha256, load_frame
+from astropolis.models.errors import BadInput
+from astropolis.models.simulator import FieldSpec, Transient, render_pair, to_fits_bytes
+from astropolis.models.transients.cnn import CLASSES, build_model, parameter_count, probabilities
+from astropolis.models.transients.dataset import pair_examples, run_pipeline
+from astropolis.models.transients.metrics import auc
+from astropolis.models.transients.resident import WEIGHTS_PATH, WEIGHTS_SHA256, TransientResident
+from astropolis.models.transients.stamps import STAMP_SIZE, triplets
+from astropolis.tools.residents import ResidentRunner
+
+RA, DEC = 280.0, -5.0  # a rich field near the Galactic plane: a few hundred stars in 320 x 320 px
+TRANSIENT = Transient(RA + 0.004, DEC + 0.005, snr=20.0)
+
+
+def _field(**changes: Any) -> FieldSpec:
+    base: dict[str, Any] = {
+        "ra_deg": RA,
+        "dec_deg": DEC,
+        "width": 320,
+        "height": 320,
+        "seed": 7,
+        "exposure_s": 120.0,
+        "include_galaxies": False,
+    }
+    return FieldSpec(**{**base, **changes})
+
+
+@lru_cache(maxsize=4)
+def _pair(snr: float | None = 20.0) -> tuple[Any, Any]:
+    """(reference, new) of the rich field, with one transient of S/N `snr` (none for None)."""
+    transients = () if snr is None else (Transient(TRANSIENT.ra_deg, TRANSIENT.dec_deg, snr=snr),)
+    return render_pair(_field(), transients=transients)
+
+
+@lru_cache(maxsize=1)
+def _resident() -> TransientResident:
+    return TransientResident()
+
+
+def test_committed_weights_match_their_hash_and_size() -> None:
+    assert file_sha256(WEIGHTS_PATH) == WEIGHTS_SHA256
+    assert 10_000 <= parameter_count(build_model()) <= 100_000  # braai-sized
+    assert WEIGHTS_PATH.stat().st_size < 400_000
+
+
+def test_pipeline_finds_the_injected_transient() -> None:
+    reference, new = _pair(20.0)
+    truth = new.truth["transients"][0]
+    found = run_pipeline(reference, new).detections
+    distance = np.hypot(found.x - truth["x"], found.y - truth["y"])
+    best = int(np.argmin(distance))
+    assert distance[best] < 1.5
+    assert 12.0 < found.snr[best] < 30.0  # S/N 20 in the new frame, diluted by the reference's noise
+
+
+def test_pipeline_subtracts_the_stars_of_a_bare_pair() -> None:
+    reference, new = _pair(None)
+    stars = new.truth["stars"]
+    assert len(stars["x"]) > 150
+    found = run_pipeline(reference, new).detections
+    assert found.total <= 10  # hundreds of stars, a few residuals next to the brightest at most
+    bright = np.argsort(stars["mag"])[:100]
+    left = [
+        np.any(np.hypot(found.x - x, found.y - y) < 2.0)
+        for x, y in zip(stars["x"][bright], stars["y"][bright], strict=True)
+    ]
+    assert sum(left) <= 5  # a failed alignment or PSF match would leave most of them
+
+
+def test_triplets_are_centred_normalised_and_padded() -> None:
+    image = np.zeros((40, 50), dtype=np.float32)
+    image[20, 30] = 300.0
+    stamps = triplets(image, image * 0.5, image, 10.0, np.array([30.2, 2.0]), np.array([19.6, 38.0]))
+    assert stamps.shape == (2, 3, STAMP_SIZE, STAMP_SIZE) and stamps.dtype == np.float32
+    centre = STAMP_SIZE // 2
+    assert stamps[0, 0, centre, centre] == pytest.approx(np.arcsinh(10.0))  # 300 / (10 · 3)
+    assert stamps[0, 1, centre, centre] == pytest.approx(np.arcsinh(5.0))
+    assert np.all(stamps[1, :, :, : centre - 2] == 0.0)  # off the frame's left edge: zero padding
+
+
+def _frame_bytes(frame: Any, *, data: np.ndarray | None = None, drop: tuple[str, ...] = (), **cards: Any) -> bytes:
+    header = frame.header.copy()
+    for key in drop:
+        header.remove(key, ignore_missing=True)
+    header.update(cards)
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(frame.data if data is None else data, header).writeto(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def runner(tmp_path: Path, clock: ManualClock) -> ResidentRunner:
+    lake = Lake(tmp_path / "lake", clock=clock)
+    made = ResidentRunner(lake, ledger=Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock), clock=clock)
+    made.add(_resident())
+    return made
+
+
+def test_report_is_byte_identical_across_runs(runner: ResidentRunner) -> None:
+    reference, new = _pair(20.0)
+    new_id = runner.lake.ingest_bytes(to_fits_bytes(new), name="new").frame.id
+    ref_id = runner.lake.ingest_bytes(to_fits_bytes(reference), name="ref").frame.id
+    pair = FramePair(new=runner.load(new_id), reference=runner.load(ref_id))
+    first = TransientResident().run(pair).model_dump_json()
+    second = TransientResident().run(pair).model_dump_json()
+    assert first == second
+    assert '"candidates":[{' in first
+
+
+def test_bare_pair_files_no_job(runner: ResidentRunner) -> None:
+    reference, new = _pair(None)
+    new_id = runner.lake.ingest_bytes(to_fits_bytes(new), name="new").frame.id
+    ref_id = runner.lake.ingest_bytes(to_fits_bytes(reference), name="ref").frame.id
+    run = runner.run("transients", [new_id, ref_id])
+    assert run.created and run.product.output["real_candidates"] == 0 and run.jobs == []
+
+
+def test_real_candidate_becomes_an_observe_job_citing_the_product(runner: ResidentRunner) -> None:
+    reference, new = render_pair(_field(seed=8), transients=(Transient(RA - 0.003, DEC + 0.004, snr=40.0),))
+    new_id = runner.lake.ingest_bytes(to_fits_bytes(new), name="new").frame.id
+    ref_id = runner.lake.ingest_bytes(to_fits_bytes(reference), name="ref").frame.id
+    run = runner.run("transients", [new_id, ref_id])
+    report = run.product.output
+    best = report["candidates"][0]
+    assert best["real"] and best["label"] == "real"
+    assert abs(best["ra_deg"] - (RA - 0.003)) < 2e-4 and abs(best["dec_deg"] - (DEC + 0.004)) < 2e-4
+    assert run.jobs, "a real candidate must file an observe job"
+    job = run.jobs[0].request
+    assert job.kind == JobKind.OBSERVE and job.origin.ref == run.product.id
+    assert run.product.id in job.reason and job.target is not None
+    assert job.target.name is not None and job.target.name.startswith("AT candidate")
+    assert abs(job.target.ra_deg - best["ra_deg"]) < 1e-6
+    assert job.exposure is not None and job.exposure.filter == "R" and 30.0 <= job.exposure.exposure_s <= 600.0
+    assert job.lane == ("rapid" if best["p_real"] >= 0.9 else "queue")
+    assert runner.run("transients", [new_id, ref_id]).jobs == []  # a rerun stores and files nothing new
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no_wcs", "no celestial WCS"),
+        ("nan", "NaN"),
+        ("zero", "every pixel is zero"),
+        ("saturated", "saturated"),
+        ("elsewhere", "do not overlap"),
+        ("scale", "pixel scale"),
+        ("filter", "filter"),
+    ],
+)
+def test_bad_pairs_are_refused_and_store_nothing(runner: ResidentRunner, case: str, message: str) -> None:
+    reference, new = _pair(20.0)
+    new_bytes, ref_bytes = to_fits_bytes(new), to_fits_bytes(reference)
+    shape = new.data.shape
+    if case == "no_wcs":
+        new_bytes = _frame_bytes(new, drop=("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CDELT1", "CDELT2"))
+    elif case == "nan":
+        new_bytes = _frame_bytes(new, data=np.full(shape, np.nan, dtype=np.float32))
+    elif case == "zero":
+        new_bytes = _frame_bytes(new, data=np.zeros(shape, dtype=np.float32))
+    elif case == "saturated":
+        data = np.where(np.indices(shape).sum(axis=0) % 3, 65535.0, 1000.0).astype(np.float32)
+        new_bytes = _frame_bytes(new, data=data)
+    elif case == "elsewhere":
+        ref_bytes = _frame_bytes(reference, CRVAL1=RA + 1.0)
+    elif case == "scale":
+        ref_bytes = _frame_bytes(
+            reference, CDELT1=reference.header["CDELT1"] * 2, CDELT2=reference.header["CDELT2"] * 2
+        )
+    elif case == "filter":
+        ref_bytes = _frame_bytes(reference, FILTER="V")
+    new_id = runner.lake.ingest_bytes(new_bytes, name="new").frame.id
+    ref_id = runner.lake.ingest_bytes(ref_bytes, name="ref").frame.id
+    with pytest.raises(BadInput, match=message):
+        runner.run("transients", [new_id, ref_id])
+    assert runner.lake.objects(kind="product") == []
+    assert runner.ledger is not None and runner.ledger.jobs() == []
+
+
+def test_non_image_hdu_is_refused() -> None:
+    buffer = io.BytesIO()
+    table = fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)
+    catalogued = Frame.model_construct(id="sha256:" + "0" * 64, hdu_index=1)  # a frame row pointing at the table
+    with pytest.raises(BadInput, match="not an image"):
+        load_frame(catalogued, buffer.getvalue())
+
+
+def test_held_out_pairs_separate_real_from_bogus() -> None:
+    sets = [pair_examples("test", i, size=384) for i in range(4)]
+    stamps = np.concatenate([s.stamps for s in sets]).astype(np.float32)
+    labels = np.concatenate([s.labels for s in sets])
+    assert (labels == 0).sum() >= 5 and (labels != 0).sum() >= 20
+    p = probabilities(_resident().model(), stamps)
+    assert p.shape == (len(stamps), len(CLASSES)) and np.allclose(p.sum(axis=1), 1.0)
+    assert auc(p[:, 0], labels == 0) > 0.9
+
+
+def test_benchmark_times_and_finds_injected_transients() -> None:
+    from astropolis.evals.bench_transients import imaging
+
+    row = imaging(512, baseline=False, repeats=1)
+    assert row["size"] == 512 and row["seconds"] > 0 and row["cpu_seconds"] > 0
+    assert row["recall_snr10"] >= 0.85 and row["detections"] >= 20
