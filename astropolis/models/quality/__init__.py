@@ -1,0 +1,1 @@
+"""The quality resident: one frame -> QualityReport (see MODEL_CARD.md)."""

@@ -1,0 +1,101 @@
+"""How the quality model is judged: per-flag precision, recall and F1, and whether the score falls (never
+rises) as each defect's severity rises on fixed fields."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from astropolis.models.quality.model import QualityNet
+from astropolis.models.simulator import Defects, FieldSpec, random_field, render
+
+# Severity ladders per defect (tracking in PSF FWHMs, multiplied by the field's seeing x focus).
+LADDERS: dict[str, tuple[float, ...]] = {
+    "clouds": (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9),
+    "focus": (1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 3.5),
+    "tracking_fwhm": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+    "satellite_trails": (0, 1, 2, 3),
+    "aircraft_trails": (0, 1, 2),
+    "hot_pixels": (0, 10, 30, 100, 200),
+    "hot_columns": (0, 1, 2, 3),
+    "cosmic_rays": (0, 10, 30, 60),
+}
+
+
+def f1_table(
+    probabilities: np.ndarray, labels: np.ndarray, thresholds: Sequence[float], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per flag."""
+    table: dict[str, dict[str, float]] = {}
+    for index, name in enumerate(names):
+        predicted = probabilities[:, index] >= thresholds[index]
+        truth = labels[:, index] >= 0.5
+        tp = float(np.sum(predicted & truth))
+        fp = float(np.sum(predicted & ~truth))
+        fn = float(np.sum(~predicted & truth))
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / (tp + fn) if tp + fn else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": int(truth.sum()),
+        }
+    return table
+
+
+def defects_at(name: str, value: float, field: FieldSpec) -> Defects:
+    """Defects with one kind set to `value` (tracking in PSF FWHMs, at 30 degrees)."""
+    if name == "tracking_fwhm":
+        return Defects(tracking_arcsec=value * field.seeing_arcsec, tracking_angle_deg=30.0)
+    if name == "focus":
+        return Defects(focus=value)
+    if name == "clouds":
+        return Defects(clouds=value)
+    return replace(Defects(), **{name: int(value)})
+
+
+def ladder_scores(model: QualityNet, field: FieldSpec, name: str) -> list[float]:
+    """Scores of one field as one defect climbs its ladder."""
+    from astropolis.models.quality.resident import assess
+
+    scores = []
+    for value in LADDERS[name]:
+        frame = render(field, defects_at(name, value, field))
+        scores.append(assess(frame.data, frame.header, model=model).score)
+    return scores
+
+
+def monotone_fields(count: int, seed: int) -> list[FieldSpec]:
+    """Fixed fields for the monotonicity check (60 s exposures, so that stars are plentiful but unsaturated)."""
+    rng = np.random.default_rng([seed, 0x300])
+    return [random_field(rng, exposure_s=60.0) for _ in range(count)]
+
+
+def monotonicity(model: QualityNet, *, fields: int, seed: int) -> dict[str, Any]:
+    """Per defect: the share of fields whose score never rises along the ladder, the share whose score never
+    rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung."""
+    chosen = monotone_fields(fields, seed)
+    result: dict[str, Any] = {}
+    for name in LADDERS:
+        monotone, nearly, worst = 0, 0, 0.0
+        ladders = []
+        for field in chosen:
+            scores = ladder_scores(model, field, name)
+            ladders.append(scores)
+            rises = np.diff(scores)
+            worst = max(worst, float(rises.max()))
+            monotone += int(np.all(rises <= 0))
+            nearly += int(np.all(rises <= 2.0))
+        count = max(len(chosen), 1)
+        result[name] = {
+            "monotone_share": round(monotone / count, 4),
+            "within_2_points_share": round(nearly / count, 4),
+            "largest_rise": round(worst, 2),
+            "mean_scores": [round(float(v), 1) for v in np.mean(ladders, axis=0)],
+        }
+    return result

@@ -1,0 +1,224 @@
+"""Measured features of one frame: background (level, gradient, patchiness), sources and their PSF (FWHM,
+concentration, donut dip, elongation and its coherence), sharp pixels (hot pixels, cosmic rays), hot columns,
+straight lines (a Hough transform for trails) and saturation. All numbers are dimensionless or logarithmic so
+that one model serves cameras of any gain, scale and exposure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from astropolis.models.quality.artefacts import LineStats, hot_columns, line_stats, sharp_pixels
+from astropolis.models.quality.meta import FrameMeta
+from astropolis.models.quality.sources import PsfStats, cosmic_ray_mask, count_stars, detect, psf_stats
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_sky",
+    "bg_grad_frac",
+    "bg_radial_frac",
+    "bg_patch_frac",
+    "bg_grad_sig",
+    "bg_patch_sig",
+    "log_sources",
+    "log_stars",
+    "log_star_density",
+    "log_fwhm_px",
+    "log_fwhm_arcsec",
+    "top_fraction",
+    "foot_ratio",
+    "center_dip",
+    "log_wing",
+    "r90_over_r50",
+    "ellipticity",
+    "ellipticity_spread",
+    "log_elongation",
+    "log_elongation_p80",
+    "orientation_coherence",
+    "log_psf_stars",
+    "log_single_sharp",
+    "log_multi_sharp",
+    "hot_column_z",
+    "log_hot_columns",
+    "line_z",
+    "line_coverage",
+    "line_z_coarse",
+    "line_coverage_coarse",
+    "log_long_objects",
+    "log_saturated_px",
+    "log_saturated_groups",
+)
+REFERENCE_AREA = 512 * 512  # counts of defects are normalised to a 512x512 frame
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """The frame's physical measurements (for the report) and its feature vector (for the model)."""
+
+    features: np.ndarray
+    background_adu: float
+    background_rms_adu: float
+    sky_adu: float
+    sky_gradient_pct: float
+    star_count: int
+    fwhm_px: float | None
+    seeing_arcsec: float | None
+    elongation: float | None
+    saturated_pixels: int
+    hot_pixel_candidates: int
+    hot_columns: int
+    line_z: float
+
+
+def saturation_level(data: np.ndarray, meta: FrameMeta) -> float:
+    """The level at which the camera clips: the header's, or the maximum when several pixels share it exactly."""
+    if meta.saturation_adu is not None:
+        return meta.saturation_adu
+    top = float(data.max())
+    if np.count_nonzero(data == top) >= 3:
+        return top
+    return math.inf
+
+
+def _background(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, int]:
+    import sep
+
+    height, width = data.shape
+    box = int(min(128, max(16, min(height, width) // 8)))
+    background = sep.Background(data, mask=mask, bw=box, bh=box, fw=3, fh=3)
+    return np.asarray(background.back(), dtype=np.float32), float(background.globalrms), box
+
+
+def _sky_model(back: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Robust fit of level + plane + radial term to the background mesh; (coefficients, residuals)."""
+    height, width = back.shape
+    mesh = back[box // 2 :: box, box // 2 :: box].astype(np.float64)
+    ys, xs = np.mgrid[box // 2 : height : box, box // 2 : width : box]
+    u = (xs - (width - 1) / 2) / (width / 2)
+    v = (ys - (height - 1) / 2) / (height / 2)
+    design = np.column_stack([np.ones(mesh.size), u.ravel(), v.ravel(), (u**2 + v**2).ravel()])
+    values = mesh.ravel()
+    if values.size < 6:
+        return np.array([float(np.median(values)), 0.0, 0.0, 0.0]), np.zeros(1)
+    keep = np.ones(values.size, dtype=bool)
+    coefficients = np.zeros(4)
+    for _ in range(2):
+        coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = values - design @ coefficients
+        spread = 1.4826 * float(np.median(np.abs(residual[keep] - np.median(residual[keep])))) + 1e-9
+        keep = np.abs(residual) <= 3.0 * spread
+        if keep.sum() < 6:
+            break
+    return coefficients, (values - design @ coefficients)[keep]
+
+
+def sky_level(background_adu: float, rms_adu: float, meta: FrameMeta) -> float:
+    """Sky above the bias pedestal, ADU: level - BIASLEV when known, else from the noise (Poisson) with the
+    gain, else min(level, rms²) (a gain of 1; right for bias-subtracted frames, rough otherwise)."""
+    if meta.bias_adu is not None:
+        sky = background_adu - meta.bias_adu
+    elif meta.gain_e_per_adu is not None:
+        gain = meta.gain_e_per_adu
+        read = meta.read_noise_e or 0.0
+        sky = ((rms_adu * gain) ** 2 - read**2) / gain
+    else:
+        sky = min(background_adu, rms_adu**2)
+    return max(sky, 0.05 * rms_adu, 1e-6)
+
+
+def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
+    """Every feature of one frame (data in ADU, FITS orientation)."""
+    image = np.ascontiguousarray(data, dtype=np.float32)
+    height, width = image.shape
+    area_scale = REFERENCE_AREA / float(height * width)
+    saturation = saturation_level(image, meta)
+    saturated = image >= 0.999 * saturation if math.isfinite(saturation) else np.zeros(image.shape, dtype=bool)
+    back, rms, box = _background(image, saturated)
+    rms = max(rms, 1e-6)
+    sub = image - back
+    background_adu = float(np.median(back))
+    sky = sky_level(background_adu, rms, meta)
+    coefficients, residual = _sky_model(back, box)
+    gradient = float(math.hypot(coefficients[1], coefficients[2]))
+    patch = float(np.std(residual)) if residual.size > 1 else 0.0
+    mesh_noise = rms / box
+
+    sources = detect(sub, rms, saturated, meta, cosmic_ray_mask(image, sub, rms, saturation, meta))
+    psf: PsfStats = psf_stats(sub, sources, back, saturation, rms)
+    stars = count_stars(sub, sources, rms, meta.gain_e_per_adu, psf.fwhm_px)
+    singles, multis = sharp_pixels(sub, rms, saturated)
+    column_z, columns = hot_columns(sub, rms, sources.segmentation | saturated)
+    lines: LineStats = line_stats(sub, rms, sources, saturated)
+    coarse: LineStats = line_stats(sub, rms, sources, saturated, target=128)
+    n_saturated, saturated_groups = _saturation(saturated)
+
+    scale = meta.pixel_scale_arcsec
+    area_arcmin2 = height * width * ((scale or 1.0) / 60.0) ** 2
+    gain = meta.gain_e_per_adu or 1.0
+    fwhm = psf.fwhm_px
+    values = {
+        "log_sky": math.log10(1.0 + sky * gain),
+        "bg_grad_frac": math.log10(1e-3 + gradient / sky),
+        "bg_radial_frac": float(np.clip(coefficients[3] / sky, -1.0, 1.0)),
+        "bg_patch_frac": math.log10(1e-3 + patch / sky),
+        "bg_grad_sig": math.log10(1.0 + gradient / mesh_noise),
+        "bg_patch_sig": math.log10(1.0 + patch / mesh_noise),
+        "log_sources": math.log10(1.0 + sources.count),
+        "log_stars": math.log10(1.0 + stars),
+        "log_star_density": math.log10(0.01 + stars / area_arcmin2),
+        "log_fwhm_px": math.log10(fwhm) if fwhm else 0.0,
+        "log_fwhm_arcsec": math.log10(fwhm * (scale or 1.0)) if fwhm else 0.0,
+        "top_fraction": psf.top_fraction,
+        "foot_ratio": psf.foot_ratio,
+        "center_dip": psf.center_dip,
+        "log_wing": math.log10(max(psf.wing, 1e-3)) if fwhm else 0.0,
+        "r90_over_r50": psf.r90_over_r50,
+        "ellipticity": psf.ellipticity,
+        "ellipticity_spread": psf.ellipticity_spread,
+        "log_elongation": math.log10(psf.elongation) if psf.elongation else 0.0,
+        "log_elongation_p80": math.log10(psf.elongation_p80) if psf.elongation_p80 else 0.0,
+        "orientation_coherence": psf.coherence,
+        "log_psf_stars": math.log10(1.0 + psf.count),
+        "log_single_sharp": math.log10(1.0 + singles * area_scale),
+        "log_multi_sharp": math.log10(1.0 + multis * area_scale),
+        "hot_column_z": math.log10(1.0 + max(column_z, 0.0)),
+        "log_hot_columns": math.log10(1.0 + columns),
+        "line_z": math.log10(1.0 + max(lines.z, 0.0)),
+        "line_coverage": lines.coverage,
+        "line_z_coarse": math.log10(1.0 + max(coarse.z, 0.0)),
+        "line_coverage_coarse": coarse.coverage,
+        "log_long_objects": math.log10(1.0 + sources.long_objects),
+        "log_saturated_px": math.log10(1.0 + n_saturated * area_scale),
+        "log_saturated_groups": math.log10(1.0 + saturated_groups),
+    }
+    features = np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+    if not np.all(np.isfinite(features)):
+        features = np.nan_to_num(features, nan=0.0, posinf=10.0, neginf=-10.0)
+    return Measurements(
+        features=features,
+        background_adu=background_adu,
+        background_rms_adu=rms,
+        sky_adu=sky,
+        sky_gradient_pct=100.0 * gradient / sky,
+        star_count=stars,
+        fwhm_px=fwhm,
+        seeing_arcsec=fwhm * scale if fwhm and scale else None,
+        elongation=psf.elongation,
+        saturated_pixels=n_saturated,
+        hot_pixel_candidates=singles,
+        hot_columns=columns,
+        line_z=lines.z,
+    )
+
+
+def _saturation(saturated: np.ndarray) -> tuple[int, int]:
+    count = int(np.count_nonzero(saturated))
+    if count == 0:
+        return 0, 0
+    from scipy.ndimage import label
+
+    labels, _ = label(saturated)
+    sizes = np.bincount(labels.ravel())[1:]
+    return count, int(np.count_nonzero(sizes >= 3))
