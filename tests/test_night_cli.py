@@ -27,9 +27,18 @@ def test_demo_night_on_fake_sites_follows_the_dark_and_survives_a_rerun(home: Pa
     report = night("--backend", "fake", "--exposure", "2")
     totals = report["totals"]
     assert totals["jobs"] >= 10 and totals["completed"] == totals["jobs"]
-    assert totals["frames"] == 2 * totals["completed"]
+    assert totals["frames"] == sum(len(row["frames"]) for row in report["jobs"])
     worked = {row["site"] for row in report["jobs"] if row["state"] == "COMPLETED"}
     assert worked == {"lapalma", "chile", "siding-spring"}  # the second epoch goes where it is dark later
+    # The residents graded every frame, and the supernova that appears in M77 was found on the second epoch
+    # and followed up from another site: frame -> product -> job -> follow-up frames.
+    assert report["residents"]["quality"] == report["residents"]["anomaly"] == totals["frames"]
+    (loop,) = [row for row in report["follow_ups"] if row["resident"] == "transients"]
+    assert loop["kind"] == "observe" and loop["lane"] == "rapid" and loop["state"] == "COMPLETED"
+    assert loop["follow_up_site"] != loop["frame_site"] and len(loop["follow_up_frames"]) == 3
+    assert abs(loop["target"]["ra_deg"] - 40.67541) < 2 / 3600 and abs(loop["target"]["dec_deg"] + 0.01052) < 2 / 3600
+    sky_at = next(e["at"] for e in report["events"] if e["kind"] == "sky")
+    assert loop["frame_at"] > sky_at
     kinds = [(e["site"], e["kind"]) for e in report["events"]]
     assert ("chile", "fault") in kinds and ("chile", "reopened") in kinds
     # Every frame was taken at its site's night, and is in the lake with its job's target.

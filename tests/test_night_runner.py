@@ -12,7 +12,9 @@ from astropolis.lake.clock import ManualClock
 from astropolis.memory import AuditLog, Job, JobState, Ledger, parse_request
 from astropolis.tools.drivers import CommandJournal
 from astropolis.tools.drivers.fake import FakeDriver
-from astropolis.tools.night import Fault, NightRunner
+from astropolis.tools.night import Fault, NightRunner, SkyEvent
+from astropolis.tools.night_residents import NightResidents
+from astropolis.tools.residents import ResidentRunner
 from astropolis.tools.scheduler_models import Assignment, SiteState
 from astropolis.tools.sites import demo_sites
 from astropolis.tools.visibility import target_altitude_deg
@@ -39,6 +41,8 @@ class NowPlanner:
                 allowed = job.request.constraints.sites
                 if job.id in taken or target is None or (allowed and state.name not in allowed):
                     continue
+                if job.request.window.start > state.free_from:
+                    continue
                 if target_altitude_deg(site, target.ra_deg, target.dec_deg, state.free_from) >= site.horizon_deg:
                     taken.add(job.id)
                     plan[state.name] = [Assignment(
@@ -50,7 +54,9 @@ class NowPlanner:
         return plan
 
 
-def build(tmp_path: Path, faults: Sequence[Fault] = ()) -> tuple[NightRunner, Ledger, Lake, dict[str, FakeDriver]]:
+def build(
+    tmp_path: Path, faults: Sequence[Fault] = (), *, residents: bool = False, sky: Sequence[SkyEvent] = ()
+) -> tuple[NightRunner, Ledger, Lake, dict[str, FakeDriver]]:
     clock = ManualClock(START)
     lake = Lake(tmp_path / "lake", clock=clock)
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
@@ -72,10 +78,17 @@ def build(tmp_path: Path, faults: Sequence[Fault] = ()) -> tuple[NightRunner, Le
         def kill(self, site: str) -> None:
             drivers[site].dead = True
 
+        def add_source(self, ra_deg: float, dec_deg: float, mag: float, label: str) -> None:
+            for driver in drivers.values():
+                driver.new_sources.append((ra_deg, dec_deg, mag))
+
     runner = NightRunner(
         sites=registry, drivers=drivers, lake=lake, ledger=ledger, audit=audit, clock=clock,
         planner=NowPlanner(registry), nights={s.name: (START, END) for s in sites}, controls=Controls(),
-        faults=faults,
+        faults=faults, sky_events=sky,
+        residents=NightResidents(ResidentRunner(lake, ledger=ledger, audit=audit, clock=clock, sites=registry))
+        if residents
+        else None,
     )
     for index, (ra, dec) in enumerate([(70.4, -2.9), (60.0, -10.0), (80.0, 5.0), (50.0, -20.0)]):
         ledger.submit(parse_request({
@@ -126,3 +139,42 @@ def test_a_dead_site_hands_its_job_to_the_other_site(tmp_path: Path) -> None:
     # Exposures completed at La Palma before it died were not taken again at Chile.
     total_taken = sum(d.exposures_taken for d in drivers.values())
     assert total_taken == len(lake.frames()) == 8
+
+
+def test_residents_find_a_new_star_and_another_site_follows_it_up(tmp_path: Path) -> None:
+    """The whole loop: frame -> quality and transients products -> observe job -> follow-up frame elsewhere."""
+    ra, dec = 70.4 + 40 / 3600, -2.9 + 25 / 3600  # 47" from field-0's centre
+    sky = [SkyEvent(START + timedelta(hours=1), ra, dec, -8.5, "SN test")]  # unsaturated in 30 s
+    runner, ledger, lake, _ = build(tmp_path, residents=True, sky=sky)
+    ledger.submit(parse_request({
+        "kind": "observe", "target": {"name": "field-0", "ra_deg": 70.4, "dec_deg": -2.9},
+        "window": {"start": (START + timedelta(hours=1.5)).isoformat(), "end": END.isoformat()},
+        "exposure": {"filter": "R", "exposure_s": 10, "count": 2}, "priority": 50,
+        "reason": "test night, epoch 2", "origin": {"kind": "night", "ref": "test"},
+    }), actor="night:test")
+    runner.run()
+    report = runner.report()
+    # Every frame was graded; each second-epoch frame was compared with the field's first good epoch.
+    assert report["residents"]["quality"] == report["totals"]["frames"] == report["residents"]["anomaly"]
+    assert report["residents"]["transients"] >= 2
+    follow = [row for row in report["follow_ups"] if row["resident"] == "transients"]
+    assert len(follow) == 1, report["follow_ups"]  # one follow-up per source, not one per frame
+    row = follow[0]
+    assert row["kind"] == "observe" and row["state"] == "COMPLETED"
+    assert row["follow_up_site"] != row["frame_site"] and row["follow_up_frames"]
+    assert abs(row["target"]["ra_deg"] - ra) * 3600 < 3 and abs(row["target"]["dec_deg"] - dec) * 3600 < 3
+    assert row["product"][:19] in row["reason"]
+    # The product records its inputs: the new frame and the field's reference from before the star appeared.
+    product = lake.product(row["product"])
+    new, reference = (lake.frame(i) for i in product.inputs)
+    assert new.observed_at is not None and reference.observed_at is not None
+    assert reference.observed_at < START + timedelta(hours=1) < new.observed_at
+    # The follow-up frame, from the other site, shows the star against the same reference.
+    follow_frame = lake.frame(row["follow_up_frames"][0])
+    assert follow_frame.site == row["follow_up_site"] and follow_frame.observed_at is not None
+    assert follow_frame.observed_at > new.observed_at
+    assert runner.residents is not None
+    check = runner.residents.runner.run("transients", [follow_frame.id, reference.id], file_jobs=False)
+    found = [c for c in check.product.output["candidates"] if c["real"]]
+    assert any(abs(c["ra_deg"] - ra) * 3600 < 3 and abs(c["dec_deg"] - dec) * 3600 < 3 for c in found), found
+    assert row["frame_site"] not in ledger.get(row["job"]).request.constraints.sites

@@ -176,8 +176,16 @@ class NightRunner:
             self._push(event.at, "sky", "sky", sky=event)
 
     # ---------------------------------------------------------------------------------------- plumbing
-    def _push(self, at: datetime, kind: EventKind, site: str, job_id: int | None = None, index: int = 0,
-              fault: Fault | None = None, sky: SkyEvent | None = None) -> None:
+    def _push(
+        self,
+        at: datetime,
+        kind: EventKind,
+        site: str,
+        job_id: int | None = None,
+        index: int = 0,
+        fault: Fault | None = None,
+        sky: SkyEvent | None = None,
+    ) -> None:
         heapq.heappush(self._queue, _Queued(at, next(self._order), kind, site, job_id, index, fault, sky))
 
     def _log(self, site: str, kind: str, detail: str, job_id: int | None = None) -> None:
@@ -208,8 +216,13 @@ class NightRunner:
             if item.at > self.clock.now():
                 self.clock.advance_to(item.at)
             self.ledger.reap(actor="reaper")
-            handler = {"dispatch": self._dispatch, "expose": self._expose, "complete": self._complete,
-                       "fault": self._fault, "sky": self._sky}[item.kind]
+            handler = {
+                "dispatch": self._dispatch,
+                "expose": self._expose,
+                "complete": self._complete,
+                "fault": self._fault,
+                "sky": self._sky,
+            }[item.kind]
             handler(item)
         if self.clock.now() < self.end:
             self.clock.advance_to(self.end)
@@ -235,15 +248,24 @@ class NightRunner:
                 reason = "past dawn"
             free_from = max(now, dusk, self.busy_until.get(name, now))
             pointing = self.pointing.get(name)
-            states.append(SiteState.from_site(
-                self.sites.get(name), free_from=free_from, available=reason is None, unavailable_reason=reason,
-                pointing_ra_deg=pointing[0] if pointing else None, pointing_dec_deg=pointing[1] if pointing else None,
-            ))
+            states.append(
+                SiteState.from_site(
+                    self.sites.get(name),
+                    free_from=free_from,
+                    available=reason is None,
+                    unavailable_reason=reason,
+                    pointing_ra_deg=pointing[0] if pointing else None,
+                    pointing_dec_deg=pointing[1] if pointing else None,
+                )
+            )
         return states
 
     def _pending_observations(self) -> list[Job]:
-        return [job for job in self.ledger.jobs(states=[JobState.PENDING])
-                if job.request.kind in (JobKind.OBSERVE, JobKind.REOBSERVE)]
+        return [
+            job
+            for job in self.ledger.jobs(states=[JobState.PENDING])
+            if job.request.kind in (JobKind.OBSERVE, JobKind.REOBSERVE)
+        ]
 
     def _dispatch(self, item: _Queued) -> None:
         site, now = item.site, self.clock.now()
@@ -280,8 +302,12 @@ class NightRunner:
             self._push(begin, "dispatch", site)
             return
         try:
-            job = self.ledger.schedule(first.job_id, site, actor="scheduler",
-                                       reason=f"planned at {site} {first.start:%H:%M}-{first.end:%H:%M} UTC")
+            job = self.ledger.schedule(
+                first.job_id,
+                site,
+                actor="scheduler",
+                reason=f"planned at {site} {first.start:%H:%M}-{first.end:%H:%M} UTC",
+            )
         except IllegalTransition:
             self._push(now, "dispatch", site)
             return
@@ -370,8 +396,9 @@ class NightRunner:
         event = item.sky
         assert event is not None and self.controls is not None
         self.controls.add_source(event.ra_deg, event.dec_deg, event.mag, event.label)
-        self._log("sky", "sky", f"{event.label} appears at RA {event.ra_deg:.5f} Dec {event.dec_deg:+.5f}, "
-                  f"mag {event.mag:g}")
+        self._log(
+            "sky", "sky", f"{event.label} appears at RA {event.ra_deg:.5f} Dec {event.dec_deg:+.5f}, mag {event.mag:g}"
+        )
 
     def _replan_others(self, dead_site: str, now: datetime) -> None:
         for name in self.executors:
@@ -389,21 +416,35 @@ class NightRunner:
         sites: list[dict[str, Any]] = []
         for name, executor in self.executors.items():
             dusk, dawn = self.nights[name]
-            sites.append({
-                "name": name, "dusk": dusk.isoformat(), "dawn": dawn.isoformat(), "alive": executor.health.alive,
-                "frames": len(executor.health.frames),
-                "completed": sum(1 for j in jobs if j.state == JobState.COMPLETED and j.site == name),
-                "closed_reason": executor.health.reason,
-            })
+            sites.append(
+                {
+                    "name": name,
+                    "dusk": dusk.isoformat(),
+                    "dawn": dawn.isoformat(),
+                    "alive": executor.health.alive,
+                    "frames": len(executor.health.frames),
+                    "completed": sum(1 for j in jobs if j.state == JobState.COMPLETED and j.site == name),
+                    "closed_reason": executor.health.reason,
+                }
+            )
         job_rows = []
         for job in jobs:
             target = job.request.target
-            job_rows.append({
-                "id": job.id, "target": target.name if target else None, "priority": job.request.priority,
-                "lane": job.request.lane, "state": job.state.value, "site": job.site, "attempts": job.attempts,
-                "frames": frames_by_job.get(job.id, []), "last_reason": job.history[-1].reason,
-            })
+            job_rows.append(
+                {
+                    "id": job.id,
+                    "target": target.name if target else None,
+                    "priority": job.request.priority,
+                    "lane": job.request.lane,
+                    "state": job.state.value,
+                    "site": job.site,
+                    "attempts": job.attempts,
+                    "frames": frames_by_job.get(job.id, []),
+                    "last_reason": job.history[-1].reason,
+                }
+            )
         states = [row["state"] for row in job_rows]
+        follow_ups = self._follow_ups(jobs, frames_by_job)
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -411,10 +452,52 @@ class NightRunner:
             "sites": sites,
             "jobs": job_rows,
             "totals": {
-                "jobs": len(job_rows), "completed": states.count("COMPLETED"),
-                "pending": states.count("PENDING"), "expired": states.count("WINDOW_EXPIRED"),
+                "jobs": len(job_rows),
+                "completed": states.count("COMPLETED"),
+                "pending": states.count("PENDING"),
+                "expired": states.count("WINDOW_EXPIRED"),
                 "failed": states.count("FAILED") + states.count("FAILURE_LIMIT_REACHED"),
                 "frames": sum(int(site["frames"]) for site in sites),
+                "products": sum(self.residents.products.values()) if self.residents is not None else 0,
+                "follow_ups": len(follow_ups),
             },
+            "residents": dict(sorted(self.residents.products.items())) if self.residents is not None else {},
+            "follow_ups": follow_ups,
             "events": [event.model_dump(mode="json") for event in self.events],
         }
+
+    def _follow_ups(self, jobs: Sequence[Job], frames_by_job: dict[int, list[str]]) -> list[dict[str, Any]]:
+        """The residents' loop, one row per job they filed: frame -> product -> job -> follow-up frames."""
+        if self.residents is None:
+            return []
+        lake = self.residents.runner.lake
+        rows = []
+        for job in jobs:
+            origin = job.request.origin
+            if origin.kind != "product":
+                continue
+            product = lake.product(origin.ref)
+            frame = lake.frame(product.inputs[0])
+            target = job.request.target
+            rows.append(
+                {
+                    "job": job.id,
+                    "kind": job.request.kind.value,
+                    "lane": job.request.lane,
+                    "state": job.state.value,
+                    "resident": product.resident,
+                    "product": product.id,
+                    "frame": frame.id,
+                    "frame_site": frame.site,
+                    "frame_at": frame.observed_at.isoformat() if frame.observed_at else None,
+                    "reference": product.inputs[1] if len(product.inputs) > 1 else None,
+                    "target": {"name": target.name, "ra_deg": target.ra_deg, "dec_deg": target.dec_deg}
+                    if target
+                    else None,
+                    "filed_at": job.history[0].at.isoformat(),
+                    "follow_up_site": job.site,
+                    "follow_up_frames": frames_by_job.get(job.id, []),
+                    "reason": job.request.reason,
+                }
+            )
+        return rows

@@ -79,10 +79,11 @@ class ResidentRunner:
             raise BadInput(f"{name} takes {expected} input(s) ({resident.input_kind}), got {len(ids)}")
         if len(set(ids)) != len(ids):
             raise BadInput(f"{name}: the new frame and the reference are the same frame {ids[0][:19]}")
+        started = time.perf_counter()
         existing = self.lake.find_product(resident.name, resident.version, ids)
         if existing is not None:
+            self._audit(name, ids, started, result={"product_id": existing.id, "created": False, "jobs": []})
             return ResidentRun(existing, created=False)
-        started = time.perf_counter()
         loaded = [self.load(i) for i in ids]
         inputs: FrameInput | FramePair = loaded[0] if expected == 1 else FramePair(new=loaded[0], reference=loaded[1])
         try:
@@ -101,7 +102,9 @@ class ResidentRunner:
         jobs: list[Job] = []
         if stored.created and self.ledger is not None and file_jobs:
             context = Context(
-                product_id=stored.product.id, now=self.clock.now(), site_threshold=self._threshold(loaded[0].frame.site)
+                product_id=stored.product.id,
+                now=self.clock.now(),
+                site_threshold=self.threshold_of(loaded[0].frame.site),
             )
             for index, proposal in enumerate(resident.propose(output, inputs, context)):
                 job = self.file(resident.name, stored.product, index, proposal, loaded[0])
@@ -115,7 +118,8 @@ class ResidentRunner:
         )
         return ResidentRun(stored.product, stored.created, jobs)
 
-    def _threshold(self, site: str) -> float | None:
+    def threshold_of(self, site: str) -> float | None:
+        """The site's quality threshold from the registry (None: no registry or unknown site)."""
         if self.sites is None:
             return None
         try:

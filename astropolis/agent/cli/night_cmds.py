@@ -20,8 +20,10 @@ from astropolis.lake.clock import ManualClock
 from astropolis.memory import AuditLog, Ledger
 from astropolis.tools.drivers import CommandJournal, Driver, open_driver
 from astropolis.tools.errors import DriverError
-from astropolis.tools.night import Fault, NightEvent, NightRunner, SiteControls
+from astropolis.tools.night import Fault, NightEvent, NightRunner, SiteControls, SkyEvent
+from astropolis.tools.night_residents import NightResidents
 from astropolis.tools.planning import NetworkPlanner, demo_requests, network_night
+from astropolis.tools.residents import ResidentRunner
 from astropolis.tools.sites import SiteRegistry, demo_sites
 
 
@@ -40,9 +42,33 @@ class _FakeControls:
     def kill(self, site: str) -> None:
         self.drivers[site].dead = True  # type: ignore[attr-defined]
 
+    def add_source(self, ra_deg: float, dec_deg: float, mag: float, label: str) -> None:
+        for driver in self.drivers.values():
+            driver.new_sources.append((ra_deg, dec_deg, mag))  # type: ignore[attr-defined]
 
-class _IndiControls:
-    """Fault switches of INDI simulators started for this night."""
+
+class _SimulatorControls:
+    """Fault switches of simulator processes (Alpaca or INDI) and the shared demo sky they render."""
+
+    def __init__(self, simulators: Any, sky: Any) -> None:
+        self.simulators = simulators
+        self.sky = sky
+
+    def set_safe(self, site: str, safe: bool) -> None:
+        self.simulators.set_safe(site, safe)
+
+    def set_cloud_cover(self, site: str, percent: float) -> None:
+        self.simulators.set_cloud_cover(site, percent)
+
+    def kill(self, site: str) -> None:
+        self.simulators.kill(site)
+
+    def add_source(self, ra_deg: float, dec_deg: float, mag: float, label: str) -> None:
+        self.sky.add_source(ra_deg, dec_deg, mag, label=label)
+
+
+class _IndiSimulators:
+    """INDI simulators started for this night, addressed by site name."""
 
     def __init__(self, simulators: dict[str, Any]) -> None:
         self.simulators = simulators
@@ -72,7 +98,7 @@ def simulated_sites(home: Path, registry: SiteRegistry, backend: str) -> Iterato
         simulators = AlpacaSimulators(home)
         started = [r.record.site for r in simulators.up(registry.sites, sky) if r.action != "running"]
         try:
-            yield simulators
+            yield _SimulatorControls(simulators, sky)
         finally:
             for name in started:
                 simulators.stop(name)
@@ -83,7 +109,7 @@ def simulated_sites(home: Path, registry: SiteRegistry, backend: str) -> Iterato
     try:
         for site in registry.sites:
             running[site.name] = IndiSimulator(site, sky, home / "sites" / "indi" / site.name).start()
-        yield _IndiControls(running)
+        yield _SimulatorControls(_IndiSimulators(running), sky)
     finally:
         for simulator in running.values():
             simulator.stop()
@@ -106,6 +132,17 @@ def _demo_faults(nights: dict[str, tuple[datetime, datetime]]) -> list[Fault]:
         Fault(dusk + timedelta(hours=2), "chile", "clouds", 85.0),
         Fault(dusk + timedelta(hours=3.5), "chile", "clear"),
     ]
+
+
+# A supernova in M77 (NGC 1068), 21" east and 10" north of the nucleus, appearing five hours after the first
+# dusk: after La Palma's first epoch of M77 and before the second epoch, taken later in the night elsewhere.
+DEMO_SUPERNOVA = (40.67541, -0.01052, "SN 2026demo in M77")
+DEMO_SUPERNOVA_MAG = {"alpaca": 12.5, "indi": 12.5, "fake": -8.5}  # the fake sky counts in instrumental mags
+
+
+def _demo_sky_events(first_dusk: datetime, backend: str) -> list[SkyEvent]:
+    ra_deg, dec_deg, label = DEMO_SUPERNOVA
+    return [SkyEvent(first_dusk + timedelta(hours=5), ra_deg, dec_deg, DEMO_SUPERNOVA_MAG[backend], label)]
 
 
 def _print_event(event: NightEvent) -> None:
@@ -144,16 +181,37 @@ def _print_report(report: dict[str, Any]) -> None:
         )
     stdout.print(sites)
     for event in report["events"]:
-        if event["kind"] in ("closed", "dead", "refused", "handed-back", "fault", "reopened"):
+        if event["kind"] in (
+            "closed",
+            "dead",
+            "refused",
+            "handed-back",
+            "fault",
+            "reopened",
+            "sky",
+            "job",
+            "transients",
+            "review",
+        ):
             job = f" job {event['job_id']}" if event["job_id"] is not None else ""
             stdout.print(
                 f"  {event['at'][5:19].replace('T', ' ')} {event['site']}{job}: {event['kind']} — {event['detail']}",
                 markup=False,
             )
+    for row in report.get("follow_ups", []):
+        frames = len(row["follow_up_frames"])
+        stdout.print(
+            f"  follow-up job {row['job']} ({row['kind']}, {row['lane']}): {row['resident']} on {row['frame_site']} "
+            f"frame {row['frame'][7:19]} → product {row['product'][7:19]} → {row['follow_up_site'] or 'no site yet'}, "
+            f"{frames} frame(s), {row['state']}",
+            markup=False,
+        )
     totals = report["totals"]
+    residents = ", ".join(f"{name} {count}" for name, count in report.get("residents", {}).items())
     stdout.print(
         f"[bold]{totals['completed']} of {totals['jobs']} jobs completed[/], {totals['frames']} frames; "
         f"{totals['pending']} pending, {totals['expired']} expired, {totals['failed']} failed"
+        + (f"; products: {residents}" if residents else "")
     )
 
 
@@ -166,6 +224,12 @@ def night(
     speed: Annotated[float | None, typer.Option(min=1.0, help="Pace idle time at N x real time.")] = None,
     fault: Annotated[list[str] | None, typer.Option(help="SITE:ACTION[=VALUE]@+HOURSh after the first dusk.")] = None,
     demo_faults: Annotated[bool, typer.Option("--demo-faults/--no-demo-faults", help="Clouds over Chile.")] = True,
+    demo_transient: Annotated[
+        bool, typer.Option("--demo-transient/--no-demo-transient", help="A supernova appears in M77.")
+    ] = True,
+    residents: Annotated[
+        bool, typer.Option("--residents/--no-residents", help="Run quality, transients and anomaly on every frame.")
+    ] = True,
     exposure: Annotated[float, typer.Option(min=0.01, max=600.0, help="Seconds per demo exposure.")] = 3.0,
     base_port: Annotated[
         int | None, typer.Option("--base-port", min=1024, max=65000, help="First port of the demo sites.")
@@ -215,6 +279,12 @@ def night(
                 drivers[site.name] = open_driver(site, journal=journal, frames=lake.blobs, clock=clock)
         if controls is None and demo and backend == "fake":
             controls = _FakeControls(drivers)
+        night_residents = (
+            NightResidents(ResidentRunner(lake, ledger=ledger, audit=audit, clock=clock, sites=registry))
+            if residents
+            else None
+        )
+        sky_events = _demo_sky_events(first_dusk, backend) if demo and demo_transient else []
         runner = NightRunner(
             sites=registry,
             drivers=drivers,
@@ -228,6 +298,8 @@ def night(
             faults=faults,
             speed=speed,
             on_event=_print_event if verbose else None,
+            residents=night_residents,
+            sky_events=sky_events,
         )
         for name, driver in drivers.items():
             try:

@@ -98,16 +98,27 @@ def run(
 def train(
     name: Annotated[str, typer.Argument(help="Resident name.")],
     seed: Annotated[int, typer.Option(help="Training seed (the committed weights used 0).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Write weights here instead of a temporary folder.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default $ASTROPOLIS_HOME/training/NAME/seedN).")
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A small, fast run to check the pipeline.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Retrain a resident from its seed (reproducible); prints its held-out metrics and the weights' sha256."""
     _known(name)
+    if out is None:
+        out = Runtime.load().settings.home / "training" / name / f"seed{seed}{'-quick' if quick else ''}"
     started = time.perf_counter()
-    stderr.print(f"training {name} (seed {seed}{', quick' if quick else ''})…")
+    stderr.print(f"training {name} (seed {seed}{', quick' if quick else ''}) into {out}…")
     metrics = train_resident(name, seed=seed, out_dir=out, quick=quick)
-    metrics = {**metrics, "wall_s": round(time.perf_counter() - started, 1)}
+    committed = next(row["weights_sha256"] for row in describe_residents() if row["name"] == name)
+    trained = metrics.get("weights_sha256") or metrics.get("sha256")
+    metrics = {
+        **metrics,
+        "out": str(out),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "reproduces_committed_weights": trained == committed,
+    }
     if as_json:
         emit_json({"resident": name, "seed": seed, "metrics": metrics})
         return

@@ -203,6 +203,7 @@ class TransientResident(Resident[TransientReport]):
                     exposure_s=round(follow / 10.0) * 10.0,
                     count=3,
                     lane="rapid" if c.p_real >= self.rapid_threshold else "queue",
+                    other_site=True,  # confirmation from independent optics rules out the instrument
                 )
             )
             if len(jobs) >= self.max_jobs:
