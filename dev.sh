@@ -59,7 +59,10 @@ case "$command" in
         .venv/bin/python -m astropolis.evals.bench_audit
         .venv/bin/python -m astropolis.evals.bench_ingest
         .venv/bin/python -m astropolis.evals.bench_scheduler
-        exec .venv/bin/python -m astropolis.evals.bench_visibility
+        .venv/bin/python -m astropolis.evals.bench_visibility
+        .venv/bin/python -m astropolis.evals.bench_quality
+        .venv/bin/python -m astropolis.evals.bench_transients
+        exec .venv/bin/python -m astropolis.evals.bench_anomaly
         ;;
     *)
         echo "usage: ./dev.sh demo|test|bench" >&2
