@@ -24,7 +24,7 @@ from astropolis.models.transients.pipeline import analyse, filter_name
 from astropolis.models.transients.stamps import cosmic_ray_flags
 
 WEIGHTS_PATH = Path(__file__).with_name("weights.npz")
-WEIGHTS_SHA256 = "sha256:8859640eb25ede2690446d1c2c2cafe0702cd3704f992de9802e7a82cfe6c05f"
+WEIGHTS_SHA256 = "sha256:f4a69d2ec5b8500314c93d9cfe8ea974ebd90ed91022630df4839d3952a772d4"
 CANDIDATE_CAP = 2000  # candidates classified per pair; the report keeps the most likely real ones
 FOLLOW_UP_SNR = 30.0  # a follow-up exposure aims at this S/N
 ClassName = Literal["real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact"]
