@@ -192,7 +192,7 @@ def _print_report(report: dict[str, Any]) -> None:
             "job",
             "transients",
             "review",
-        ):
+        ) and not (event["kind"] == "transients" and event["detail"].endswith(", 0 real")):
             job = f" job {event['job_id']}" if event["job_id"] is not None else ""
             stdout.print(
                 f"  {event['at'][5:19].replace('T', ' ')} {event['site']}{job}: {event['kind']} — {event['detail']}",
