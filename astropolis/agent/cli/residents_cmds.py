@@ -112,12 +112,11 @@ def train(
     stderr.print(f"training {name} (seed {seed}{', quick' if quick else ''}) into {out}…")
     metrics = train_resident(name, seed=seed, out_dir=out, quick=quick)
     committed = next(row["weights_sha256"] for row in describe_residents() if row["name"] == name)
-    trained = metrics.get("weights_sha256") or metrics.get("sha256")
     metrics = {
         **metrics,
         "out": str(out),
         "wall_s": round(time.perf_counter() - started, 1),
-        "reproduces_committed_weights": trained == committed,
+        "reproduces_committed_weights": metrics["weights_sha256"] == committed,
     }
     if as_json:
         emit_json({"resident": name, "seed": seed, "metrics": metrics})

@@ -122,7 +122,7 @@ def train(*, seed: int = 0, out_dir: Path | None = None, quick: bool = False) ->
     summary = {
         "seed": seed,
         "quick": quick,
-        "sha256": "sha256:" + hashlib.sha256(result["weights"]).hexdigest(),
+        "weights_sha256": "sha256:" + hashlib.sha256(result["weights"]).hexdigest(),
         "weights_bytes": len(result["weights"]),
         "parameters": result["parameters"],
         "best_epoch": result["epoch"],
