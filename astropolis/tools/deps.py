@@ -1,0 +1,30 @@
+"""The handles every tool works with, in one typed object the model never sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from astropolis.lake import Lake
+from astropolis.lake.clock import Clock, SystemClock
+from astropolis.memory import AuditLog, Ledger
+from astropolis.tools.sites import SiteRegistry
+
+if TYPE_CHECKING:
+    from astropolis.memory.hypotheses import HypothesisBook
+    from astropolis.memory.semantic import MemoryStore
+
+
+@dataclass
+class ToolDeps:
+    """Lake, ledger, audit log, sites, memory and clock: passed to every tool call, never chosen by a model."""
+
+    lake: Lake
+    ledger: Ledger
+    audit: AuditLog
+    sites: SiteRegistry
+    clock: Clock = field(default_factory=SystemClock)
+    memory: MemoryStore | None = None
+    hypotheses: HypothesisBook | None = None
+    actor: str = "agent:unknown"
+    """Who the current call is for (set by the dispatcher per call; written into the jobs it creates)."""

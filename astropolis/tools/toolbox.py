@@ -1,0 +1,8 @@
+"""The one registry of tools the agent and the CLI call through the dispatcher."""
+
+from __future__ import annotations
+
+from astropolis.tools import job_tools, lake_tools, recall_tools, sky_tools
+from astropolis.tools.registry import Registry
+
+TOOLS = Registry([*job_tools.TOOLS, *lake_tools.TOOLS, *sky_tools.TOOLS, *recall_tools.TOOLS])
