@@ -35,3 +35,18 @@ class IdempotencyConflict(MemoryStoreError):
 
 class AuditError(MemoryStoreError):
     """An audit log operation failed (bad seq, bad head)."""
+
+
+class InvalidMemory(MemoryStoreError, ValueError):
+    """A memory, query or vector that does not validate; nothing was stored (names the field and the problem)."""
+
+
+class MemoryNotFound(MemoryStoreError, KeyError):
+    """No memory has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "memory not found"
+
+
+class EmbedderMismatch(MemoryStoreError):
+    """The store was filled by a different embedding model or dimension than the one it was opened with."""
