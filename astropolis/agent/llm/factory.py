@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import openai
 from langchain_openai import ChatOpenAI
@@ -69,9 +70,22 @@ def connect_remote(settings: LLMSettings) -> ChatEndpoint:
     )
 
 
+_BRIDGES_LOCK = threading.Lock()
+_BRIDGES: dict[int, tuple[ASGIApp, ASGIBridge]] = {}
+
+
+def _bridge(app: ASGIApp) -> ASGIBridge:
+    # One loop per app (held here, so its id stays unique): its asyncio state must never span two loops.
+    with _BRIDGES_LOCK:
+        known = _BRIDGES.get(id(app))
+        if known is None:
+            known = _BRIDGES[id(app)] = (app, ASGIBridge(app, name="in-process-llm"))
+        return known[1]
+
+
 def serve_in_process(app: ASGIApp, settings: LLMSettings, *, model_id: str) -> ChatEndpoint:
     """An endpoint on an OpenAI-compatible ASGI app in this process, shaped for the embedded backend; no probe."""
-    sync_client, async_client = bridge_clients(ASGIBridge(app, name="embedded-llm"), timeout_s=settings.timeout_s)
+    sync_client, async_client = bridge_clients(_bridge(app), timeout_s=settings.timeout_s)
     chat = EmbeddedChatOpenAI(
         model=settings.model or EMBEDDED_MODEL_NAME,
         base_url=IN_PROCESS_BASE_URL,
