@@ -98,3 +98,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ASTROPOLIS_HOME", str(path))
     monkeypatch.setenv("ASTROPOLIS_ACTOR", "person:tester")
     return path
+
+
+@pytest.fixture(scope="session")
+def world_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """A city built once per session: real frames, real resident products and jobs (see tests/agent_world.py)."""
+    from agent_world import build_world
+
+    root = tmp_path_factory.mktemp("world")
+    return root, build_world(root)
+
+
+@pytest.fixture
+def world(world_template: tuple[Path, dict[str, object]], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A private copy of the session's city, with an in-memory memory store holding two memories."""
+    from agent_world import open_world
+
+    template, ids = world_template
+    return open_world(template, ids, tmp_path / "world")

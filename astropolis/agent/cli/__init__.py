@@ -10,8 +10,10 @@ import typer
 from astropolis import __version__
 from astropolis.agent.cli import audit_cmds, lake_cmds
 from astropolis.agent.cli.audit_cmds import audit_app
+from astropolis.agent.cli.chat_cmds import agent_app, ask, chat
 from astropolis.agent.cli.jobs_cmds import jobs_app
 from astropolis.agent.cli.lake_cmds import JsonFlag, lake_app
+from astropolis.agent.cli.memory_cmds import memory_app
 from astropolis.agent.cli.night_cmds import night
 from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors, stdout
 from astropolis.agent.cli.residents_cmds import residents_app
@@ -30,6 +32,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(sites_app, name="sites")
 app.command("night")(night)
 app.add_typer(residents_app, name="residents")
+app.command("ask")(ask)
+app.command("chat")(chat)
+app.add_typer(agent_app, name="agent")
+app.add_typer(memory_app, name="memory")
 
 
 def m13_frame() -> Path:
