@@ -82,9 +82,11 @@ class _Bert:
             + w["embeddings.position_embeddings.weight"][:length]
             + w["embeddings.token_type_embeddings.weight"][0]
         )
-        hidden = layer_norm(
-            hidden, (DIM,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], _LAYER_NORM_EPS
-        )
+
+        def norm(x: torch.Tensor, prefix: str) -> torch.Tensor:
+            return layer_norm(x, (DIM,), w[prefix + "LayerNorm.weight"], w[prefix + "LayerNorm.bias"], _LAYER_NORM_EPS)
+
+        hidden = norm(hidden, "embeddings.")
         head_dim = DIM // _HEADS
         for n in range(_LAYERS):
             p = f"encoder.layer.{n}."
@@ -100,21 +102,8 @@ class _Bert:
             v = heads(project("attention.self.value", hidden))
             attention = softmax(q @ k.transpose(-1, -2) / math.sqrt(head_dim), dim=-1) @ v
             context = attention.transpose(1, 2).reshape(batch, length, DIM)
-            hidden = layer_norm(
-                project("attention.output.dense", context) + hidden,
-                (DIM,),
-                w[p + "attention.output.LayerNorm.weight"],
-                w[p + "attention.output.LayerNorm.bias"],
-                _LAYER_NORM_EPS,
-            )
-            inner = gelu(project("intermediate.dense", hidden))
-            hidden = layer_norm(
-                project("output.dense", inner) + hidden,
-                (DIM,),
-                w[p + "output.LayerNorm.weight"],
-                w[p + "output.LayerNorm.bias"],
-                _LAYER_NORM_EPS,
-            )
+            hidden = norm(project("attention.output.dense", context) + hidden, p + "attention.output.")
+            hidden = norm(project("output.dense", gelu(project("intermediate.dense", hidden))) + hidden, p + "output.")
         return normalize(hidden.mean(dim=1), p=2.0, dim=1)
 
 

@@ -36,7 +36,7 @@ class IndexSettings(BaseModel):
 
     index_type: Literal["IVF_HNSW_SQ", "IVF_PQ"] = Field(default="IVF_HNSW_SQ", description="LanceDB index type.")
     min_rows: int | None = Field(
-        default=20_000, ge=256, description="Build the index once the table has this many rows; None: never auto."
+        default=10_000, ge=256, description="Build the index once the table has this many rows; None: never auto."
     )
     rows_per_partition: int = Field(default=8_192, ge=256, description="IVF partitions = rows / this (at least 1).")
     num_sub_vectors: int = Field(default=48, ge=1, description="PQ sub-vectors (IVF_PQ only; must divide dim).")
@@ -186,7 +186,7 @@ class LanceStore(MemoryStore):
     def _search(self, vector: np.ndarray, k: int, where: MemoryFilter) -> list[MemoryHit]:
         if self._table is None:
             return []
-        builder = self._table.search(vector).distance_type("dot").select(_COLUMNS).limit(k)
+        builder = self._table.search(vector).distance_type("dot").select([*_COLUMNS, "_distance"]).limit(k)
         if self.has_index():
             settings = self.index
             builder = builder.nprobes(settings.nprobes)
