@@ -97,11 +97,21 @@ def _key(core: AgentCore, turn: int, tool: str, index: int = 0) -> str:
 
 
 def _with_key(core: AgentCore, turn: int, tool: str, arguments: dict[str, Any], index: int = 0) -> dict[str, Any]:
-    """Propose-tier calls get their idempotency key from code, never from the model."""
+    """Propose-tier calls get their idempotency key from code, never from the model: one per (thread, turn,
+    call) — a resumed turn repeats nothing — and for a candidate's follow-up one per candidate, whoever asks."""
     found = core.dispatcher.registry.get(tool)
-    if found is not None and "idempotency_key" in found.input.model_fields:
-        return {**arguments, "idempotency_key": _key(core, turn, tool, index)}
-    return arguments
+    if found is None or "idempotency_key" not in found.input.model_fields:
+        return arguments
+    if tool == "follow_up_candidate":
+        product = str(arguments.get("product", ""))
+        try:
+            product = core.deps.lake.resolve(product)
+        except Exception:  # an unknown id: the tool itself reports it; the key just has to be well formed
+            pass
+        product = product.removeprefix("sha256:")[:16]
+        key = f"agent:follow-up:{product}#{arguments.get('candidate', 0)}"
+        return {**arguments, "idempotency_key": re.sub(r"[^A-Za-z0-9:._#-]", "-", key)}
+    return {**arguments, "idempotency_key": _key(core, turn, tool, index)}
 
 
 def build_graph(core: AgentCore, checkpointer: Any) -> Any:
