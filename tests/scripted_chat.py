@@ -8,15 +8,16 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
 
 class ScriptedChat(BaseChatModel):
     """Replies with `script(messages, tools)`; records every request."""
 
     script: Callable[[list[BaseMessage], list[dict[str, Any]]], AIMessage]
-    tools: list[dict[str, Any]] = []
-    requests: list[list[BaseMessage]] = []
-    bound: list[list[dict[str, Any]]] = []
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    requests: list[list[BaseMessage]] = Field(default_factory=list)
+    bound: list[list[dict[str, Any]]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -25,9 +26,6 @@ class ScriptedChat(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChat:  # type: ignore[override]
         self.bound.append(list(tools))  # shared with every copy, like `requests`
         return self.model_copy(update={"tools": list(tools)})
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{"requests": [], "bound": [], **kwargs})
 
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
