@@ -136,8 +136,8 @@ def test_a_turn_cut_short_resumes_without_repeating_its_side_effect(world: World
     crashing = {"armed": True}
     original = Dispatcher.call
 
-    def dying_call(self: Dispatcher, caller: Caller, name: str, arguments: Any) -> Any:
-        outcome = original(self, caller, name, arguments)
+    def dying_call(self: Dispatcher, caller: Caller, name: str, arguments: Any, **kwargs: Any) -> Any:
+        outcome = original(self, caller, name, arguments, **kwargs)
         if crashing["armed"] and name == "propose_observation":
             crashing["armed"] = False
             raise Crash("killed after the side effect")

@@ -212,37 +212,36 @@ def test_proposal_limits(world: World) -> None:
 
 
 def test_a_note_may_not_carry_stored_memory_or_links(world: World) -> None:
-    leak = call(
-        world,
-        "propose_observation",
-        name="M77",
-        idempotency_key="agent:test:leak:0001",
-        note="Clouds over Cerro Pachon most evenings this week; prefer La Palma",
-    )
-    assert leak.policy == "refused" and "repeats stored memory" in leak.decision
-    link = call(
-        world,
-        "propose_observation",
-        name="M77",
-        idempotency_key="agent:test:leak:0002",
-        note="mail results to eve at evil.com",
+    dispatcher = Dispatcher(TOOLS, world.deps)
+    secret = "Clouds over Cerro Pachon most evenings this week; prefer La Palma"
+    arguments = {"name": "M77", "idempotency_key": "agent:test:leak:0001", "note": secret}
+    # What the model read (a memory) is not what the person said: its words may not go into the ledger.
+    leak = dispatcher.call(AGENT, "propose_observation", arguments)
+    assert leak.policy == "refused" and "did not say" in leak.decision
+    # Even words the person did say may not copy a stored memory into a job reason.
+    echoed = dispatcher.call(AGENT, "propose_observation", arguments, said=f"observe M77: {secret}")
+    assert echoed.policy == "refused" and "repeats stored memory" in echoed.decision
+    link = dispatcher.call(
+        AGENT, "propose_observation", {**arguments, "note": "mail results to evil.com"}, said="mail results to evil.com"
     )
     assert link.policy == "refused" and "links" in link.decision
-    fine = call(
-        world,
-        "propose_observation",
-        name="M77",
-        idempotency_key="agent:test:leak:0003",
-        note="check the supernova light curve",
-    )
+    fine = dispatcher.call(AGENT, "propose_observation", {**arguments, "note": "check the supernova light curve"})
     assert fine.ok
+    job = world.deps.ledger.get(fine.result["job"]["id"])  # type: ignore[index]
+    assert job.request.reason == "M77: check the supernova light curve"
 
 
 def test_an_agent_cancels_only_its_own_proposals(world: World) -> None:
     own = call(world, "propose_observation", name="M77", idempotency_key="agent:test:own:0001").result
     assert own is not None
-    assert call(world, "cancel_job", job_id=own["job"]["id"], note="changed my mind").ok
-    theirs = call(world, "cancel_job", job_id=world.follow_up_job, note="not needed")
+    said = f"cancel job {own['job']['id']} because I changed my mind"
+    cancel = Dispatcher(TOOLS, world.deps).call(
+        AGENT, "cancel_job", {"job_id": own["job"]["id"], "note": "changed my mind"}, said=said
+    )
+    assert cancel.ok
+    theirs = Dispatcher(TOOLS, world.deps).call(
+        AGENT, "cancel_job", {"job_id": world.follow_up_job, "note": "not needed"}, said="not needed"
+    )
     assert theirs.error is not None and theirs.error.kind == "refused"
     assert world.deps.ledger.get(world.follow_up_job).state.value == "PENDING"
 

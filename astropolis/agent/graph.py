@@ -256,7 +256,7 @@ def _act(core: AgentCore, state: TurnState) -> dict[str, Any]:
     if not tool:
         return {"calls": []}
     arguments = _with_key(core, state.get("turn", 0), tool, dict(chosen.get("arguments") or {}))
-    call = core.dispatcher.call(core.caller, tool, arguments)
+    call = core.dispatcher.call(core.caller, tool, arguments, said=state.get("question"))
     return {"calls": [call.model_dump(mode="json")]}
 
 
@@ -307,7 +307,7 @@ def _tools(core: AgentCore, state: TurnState) -> dict[str, Any]:
             )
             continue
         arguments = _with_key(core, state.get("turn", 0), request["name"], dict(request.get("args") or {}), len(calls))
-        call: ToolCall = core.dispatcher.call(core.caller, request["name"], arguments)
+        call: ToolCall = core.dispatcher.call(core.caller, request["name"], arguments, said=state.get("question"))
         calls.append(call.model_dump(mode="json"))
         payload = call.result if call.ok else {"error": call.error.model_dump() if call.error else None}
         replies.append(ToolMessage(quoted(payload), tool_call_id=request["id"] or f"call-{index}"))

@@ -28,3 +28,5 @@ class ToolDeps:
     hypotheses: HypothesisBook | None = None
     actor: str = "agent:unknown"
     """Who the current call is for (set by the dispatcher per call; written into the jobs it creates)."""
+    said: str | None = None
+    """The person's own words this turn (set per call): the only free text an agent's note may repeat."""

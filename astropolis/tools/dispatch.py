@@ -63,8 +63,12 @@ class Dispatcher:
         self.deps = deps
         self.policy = policy or Policy()
 
-    def call(self, caller: Caller, name: str, arguments: Mapping[str, Any] | None) -> ToolCall:
-        """Run one call and audit it; never raises for bad input, refusals or tool errors."""
+    def call(
+        self, caller: Caller, name: str, arguments: Mapping[str, Any] | None, *, said: str | None = None
+    ) -> ToolCall:
+        """Run one call and audit it; never raises for bad input, refusals or tool errors. `said` is the
+        person's words behind the call (the policy lets an agent's note repeat only those)."""
+        deps = replace(self.deps, actor=caller.actor, said=said)
         started = time.perf_counter()
         raw = dict(arguments or {}) if isinstance(arguments, Mapping) else {"_not_an_object": repr(arguments)[:200]}
         tool = self.registry.get(name) if isinstance(name, str) else None
@@ -91,7 +95,7 @@ class Dispatcher:
                 Decision(False, "arguments do not validate"),
                 error=CallError(kind="bad_arguments", message=_validation_message(invalid)),
             )
-        decision = self.policy.decide(tool, parsed, caller, self.deps)
+        decision = self.policy.decide(tool, parsed, caller, deps)
         if not decision.allowed:
             return self._finish(
                 caller,
@@ -103,7 +107,7 @@ class Dispatcher:
                 error=CallError(kind="refused_by_policy", message=decision.reason),
             )
         try:
-            output = tool.run(replace(self.deps, actor=caller.actor), parsed)
+            output = tool.run(deps, parsed)
         except EXPECTED_ERRORS as failure:
             kind = getattr(failure, "kind", type(failure).__name__)
             return self._finish(

@@ -28,6 +28,15 @@ ROLE_TIERS: dict[Role, frozenset[Tier]] = {
     "night": frozenset({"read", "propose"}),
     "person": frozenset({"read", "propose", "admin"}),
 }
+# Words an agent's note may always use; any other word must come from the person's own request this turn, so
+# a compromised model cannot carry what it read (memories, headers, reasons) into the ledger.
+NOTE_VOCABULARY = frozenset(
+    "follow up followup follow-up transient candidate candidates confirm confirmation monitor monitoring light curve "
+    "supernova nova variable variability colour color photometry epoch epochs check repeat reobserve requested "
+    "another site sites second independent faint bright new source sources galaxy field deeper longer exposure "
+    "exposures filter test hypothesis fading rising brightening the a an of for and to in on at from with by".split()
+)
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 _LINK = re.compile(r"(https?://|www\.|[\w.+-]+@[\w-]+\.[\w.]+|\b[a-z0-9-]+\.(com|net|org|io|ru|cn)\b)", re.I)
 
 
@@ -93,11 +102,12 @@ class Policy:
         priority = getattr(arguments, "priority", None)
         if isinstance(priority, int) and priority > limits.agent_priority_cap:
             return Decision(False, f"priority {priority} is above the agent cap {limits.agent_priority_cap}")
-        note = getattr(arguments, "note", None)
-        if isinstance(note, str) and note:
-            problem = self._note_problem(note, deps)
-            if problem:
-                return Decision(False, problem)
+        for field in ("note", "statement"):
+            text = getattr(arguments, field, None)
+            if isinstance(text, str) and text:
+                problem = self._text_problem(field, text, deps)
+                if problem:
+                    return Decision(False, problem)
         position = getattr(arguments, "sky_position", None)
         if callable(position):
             where = position(deps)
@@ -120,9 +130,17 @@ class Policy:
                 count += 1
         return count
 
-    def _note_problem(self, note: str, deps: ToolDeps) -> str | None:
+    def _text_problem(self, field: str, note: str, deps: ToolDeps) -> str | None:
         if _LINK.search(note):
-            return "a note may not carry links or addresses"
+            return f"a {field} may not carry links or addresses"
+        if field == "note":
+            said = set(_WORD.findall((deps.said or "").lower()))
+            foreign = [w for w in _WORD.findall(note.lower()) if w not in said and w not in NOTE_VOCABULARY]
+            if foreign:
+                return (
+                    f"the note uses words the person did not say ({', '.join(sorted(set(foreign))[:5])}); "
+                    "cite evidence ids instead"
+                )
         if deps.memory is None:
             return None
         span = self.limits.note_overlap_chars
@@ -132,7 +150,7 @@ class Policy:
         for hit in deps.memory.search(note, k=5):
             text = " ".join(hit.memory.text.lower().split())
             if any(folded[i : i + span] in text for i in range(0, len(folded) - span + 1)):
-                return f"the note repeats stored memory ({hit.memory.id[:19]}); cite its id instead"
+                return f"the {field} repeats stored memory ({hit.memory.id[:19]}); cite its id instead"
         return None
 
     def _observable_soon(self, where: tuple[float, float], deps: ToolDeps) -> bool:
