@@ -127,7 +127,7 @@ def _observed(fits_bytes: bytes):  # type: ignore[no-untyped-def]
     return Time(header["DATE-OBS"], scale="utc").to_datetime(timezone=__import__("datetime").UTC)
 
 
-def person_job(deps: ToolDeps, name: str, ra: float, dec: float) -> int:
+def person_job(deps: ToolDeps, name: str, ra: float, dec: float, *, reason: str | None = None) -> int:
     """A job a person submitted (for the agent to read, and not to cancel)."""
     now = deps.clock.now()
     request = parse_request(
@@ -136,7 +136,7 @@ def person_job(deps: ToolDeps, name: str, ra: float, dec: float) -> int:
             "target": {"name": name, "ra_deg": ra, "dec_deg": dec},
             "window": {"start": now.isoformat(), "end": (now + timedelta(hours=10)).isoformat()},
             "exposure": {"filter": "R", "exposure_s": 60, "count": 2},
-            "reason": f"monitor {name}",
+            "reason": reason or f"monitor {name}",
             "origin": {"kind": "person", "ref": "ana"},
         }
     )

@@ -242,7 +242,7 @@ def test_an_agent_cancels_only_its_own_proposals(world: World) -> None:
     theirs = Dispatcher(TOOLS, world.deps).call(
         AGENT, "cancel_job", {"job_id": world.follow_up_job, "note": "not needed"}, said="not needed"
     )
-    assert theirs.error is not None and theirs.error.kind == "refused"
+    assert theirs.policy == "refused" and "only its own" in theirs.decision
     assert world.deps.ledger.get(world.follow_up_job).state.value == "PENDING"
 
 

@@ -237,17 +237,30 @@ def _llm_choice(core: AgentCore, question: str) -> Route | None:
     except Exception:  # an endpoint that fails is an abstention, not a crash: the router's answer stands
         return None
     calls = getattr(reply, "tool_calls", None) or []
-    if not calls:
-        return None
-    name, arguments = calls[0]["name"], dict(calls[0].get("args") or {})
+    offered = {schema["function"]["name"] for schema in schemas}
+    chosen: Route | None = None
+    for index, request in enumerate(calls):
+        name, arguments = str(request.get("name")), dict(request.get("args") or {})
+        problem = _unbacked(name, arguments, question, offered) if index == 0 else "at most one tool per turn"
+        if problem is None:
+            chosen = Route(name, arguments, "the model's choice, backed by the words")
+        else:  # what the model tried is on the record too, refused before it reached the tools
+            core.dispatcher.refuse(core.caller, name, arguments, f"the model's choice was not kept: {problem}")
+    return chosen
+
+
+def _unbacked(name: str, arguments: dict[str, Any], question: str, offered: set[str]) -> str | None:
+    """Why a model's tool choice is not backed by the person's words (None when it is)."""
     lowered = question.lower()
-    if name not in BACKING or not any(word in lowered for word in BACKING[name]):
-        return None
+    if name not in offered:
+        return f"{name} was not offered (constrained mode offers read tools only)"
+    if not any(word in lowered for word in BACKING.get(name, ())):
+        return f"nothing in the words asks for {name}"
     # Every string argument must come from the person's words (no invented names or ids).
     for value in arguments.values():
         if isinstance(value, str) and value.lower() not in lowered:
-            return None
-    return Route(name, arguments, "the model's choice, backed by the words")
+            return f"{value[:40]!r} is not in the words"
+    return None
 
 
 def _act(core: AgentCore, state: TurnState) -> dict[str, Any]:
@@ -263,14 +276,15 @@ def _act(core: AgentCore, state: TurnState) -> dict[str, Any]:
 # ------------------------------------------------------------------ native mode
 def _model(core: AgentCore, state: TurnState) -> dict[str, Any]:
     messages = list(state.get("messages") or [])
-    turn_messages = _turn_messages(messages)
+    question_id = f"t{state.get('turn', 0)}-q"
+    turn_messages = _turn_messages(messages, question_id)
     steps = sum(1 for m in turn_messages if isinstance(m, AIMessage))
     new: list[AnyMessage] = []
     if not turn_messages:
         context = ""
         if state.get("memories"):
             context = "\nRelevant memories: " + quoted([m["text"] for m in state["memories"]])
-        new.append(HumanMessage(state.get("question", "") + context, id=f"t{state.get('turn', 0)}-q"))
+        new.append(HumanMessage(state.get("question", "") + context, id=question_id))
     if steps >= MAX_STEPS:
         return {"messages": [*new, AIMessage("I stopped after the step limit; here is what the tools said.")]}
     schemas = core.dispatcher.registry.llm_schemas(("read", "propose"))
@@ -280,9 +294,10 @@ def _model(core: AgentCore, state: TurnState) -> dict[str, Any]:
     return {"messages": [*new, reply]}
 
 
-def _turn_messages(messages: list[AnyMessage]) -> list[AnyMessage]:
+def _turn_messages(messages: list[AnyMessage], question_id: str) -> list[AnyMessage]:
+    """This turn's messages: from its question on (none before the question is added)."""
     for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], HumanMessage):
+        if isinstance(messages[index], HumanMessage) and messages[index].id == question_id:
             return messages[index:]
     return []
 

@@ -126,6 +126,20 @@ class Dispatcher:
             raise
         return self._finish(caller, name, tool, raw, started, decision, result=output.model_dump(mode="json"))
 
+    def refuse(self, caller: Caller, name: str, arguments: Mapping[str, Any] | None, reason: str) -> ToolCall:
+        """Record a call that was stopped before dispatch (e.g. a model's choice its words do not back)."""
+        tool = self.registry.get(name) if isinstance(name, str) else None
+        raw = dict(arguments) if isinstance(arguments, Mapping) else {"_not_an_object": repr(arguments)[:200]}
+        return self._finish(
+            caller,
+            str(name)[:64],
+            tool,
+            raw,
+            time.perf_counter(),
+            Decision(False, reason),
+            error=CallError(kind="refused_by_policy", message=reason),
+        )
+
     def _finish(
         self,
         caller: Caller,

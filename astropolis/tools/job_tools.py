@@ -251,6 +251,14 @@ class CancelInput(ToolInput):
     job_id: int = Field(ge=1, le=10**9, description="Job number.")
     note: str = Field(min_length=3, pattern=NOTE, description="Why (plain words).")
 
+    def owner(self, deps: ToolDeps) -> str | None:
+        """Who asked for the job (the policy lets an agent cancel only its own); None when there is no such job."""
+        try:
+            origin = deps.ledger.get(self.job_id).request.origin
+        except LookupError:
+            return None
+        return f"{origin.kind}:{origin.ref}"
+
 
 def cancel_job(deps: ToolDeps, args: CancelInput) -> JobDetail:
     """Cancel a PENDING or SCHEDULED job that this same caller proposed (others need a person: `jobs cancel`)."""

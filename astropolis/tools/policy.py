@@ -99,6 +99,15 @@ class Policy:
                 f"rate limit: {used} proposals by {caller.actor} in the last hour "
                 f"(at most {limits.proposals_per_hour}); ask a person to submit more",
             )
+        owner = getattr(arguments, "owner", None)
+        if callable(owner):
+            asked_by = owner(deps)
+            if asked_by is not None and asked_by != caller.actor:
+                return Decision(
+                    False,
+                    f"that job was asked for by {asked_by}; an agent may change only its own "
+                    "proposals (a person can, from the CLI)",
+                )
         priority = getattr(arguments, "priority", None)
         if isinstance(priority, int) and priority > limits.agent_priority_cap:
             return Decision(False, f"priority {priority} is above the agent cap {limits.agent_priority_cap}")
