@@ -419,4 +419,14 @@ def test_embedded_smollm2_answers_and_its_tool_replies_parse() -> None:
     assert reply.tool_calls or reply.invalid_tool_calls or reply.text
     for call in reply.tool_calls:
         assert call["name"] == "report_status" and isinstance(call["args"], dict)
+
+    # The turn after a tool result: raw, this history gets HTTP 500 (content null); shaped, it must be served.
+    call = {"name": "report_status", "args": {"status": "ready"}, "id": "call_0", "type": "tool_call"}
+    history = [
+        HumanMessage("Report the status."),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage("reported", tool_call_id="call_0"),
+    ]
+    after = endpoint.chat.bind_tools([PROBE_TOOL]).invoke(history)
+    assert isinstance(after, AIMessage) and (after.tool_calls or after.text)
     assert build_chat_model(real, run_probe=False).chat is not endpoint.chat, "one app, a fresh client per build"

