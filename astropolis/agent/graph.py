@@ -229,7 +229,7 @@ def _decide(core: AgentCore, state: TurnState) -> dict[str, Any]:
 
 def _llm_choice(core: AgentCore, question: str) -> Route | None:
     """Ask the model to pick one tool; keep the choice only when the person's words back it."""
-    schemas = core.dispatcher.registry.llm_schemas(("read",))
+    schemas = core.dispatcher.registry.compact_schemas(("read",))
     try:
         reply = core.endpoint.chat.bind_tools(schemas, tool_choice="auto").invoke(
             [SystemMessage(SYSTEM_PROMPT), HumanMessage(question)]

@@ -131,7 +131,7 @@ def _memories(result: dict[str, Any]) -> str:
     found = result["memories"]
     if not found:
         return "Nothing in memory matches."
-    lines = [f"{len(found)} memorie(s), closest first:"]
+    lines = [f"{len(found)} {'memory' if len(found) == 1 else 'memories'}, closest first:"]
     for m in found:
         lines.append(f"- [{m['kind']}, {m['created_at'][:10]}, {m['actor']}] {_quote(m['text'], 200)}")
     return "\n".join(lines)

@@ -102,9 +102,28 @@ class Registry:
         wanted = set(tiers)
         return [t.llm_schema() for t in self._tools.values() if t.tier in wanted]
 
+    def compact_schemas(self, tiers: Iterable[Tier] = ("read",)) -> list[dict[str, Any]]:
+        """The same tools without per-field titles and descriptions: for a small model's short context (its
+        arguments are validated against the full schema anyway)."""
+        return [_compact(schema) for schema in self.llm_schemas(tiers)]
+
     def describe(self) -> list[Mapping[str, Any]]:
         """Name, tier, description and schema hash of every tool (for `astropolis agent tools`)."""
         return [
             {"name": t.name, "tier": t.tier, "description": t.description, "schema_hash": t.schema_hash()}
             for t in self._tools.values()
         ]
+
+
+def _compact(node: Any, *, keep_description: bool = True) -> Any:
+    """A schema without titles, and without descriptions below the function level."""
+    if isinstance(node, list):
+        return [_compact(item, keep_description=False) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "title" or (key == "description" and not keep_description):
+            continue
+        out[key] = _compact(value, keep_description=key == "function")
+    return out

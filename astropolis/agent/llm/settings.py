@@ -79,7 +79,7 @@ class LLMSettings(BaseSettings):
         description="ASTROPOLIS_LLM_MAX_RETRIES: retries of a failed request to a remote endpoint.",
     )
     context_tokens: int = Field(
-        default=2048,
+        default=4096,  # the tool schemas alone take ~1,500 tokens; SmolLM2 was trained to 8,192
         ge=512,
         validation_alias=_env("ASTROPOLIS_LLM_CONTEXT_TOKENS", "context_tokens"),
         description="ASTROPOLIS_LLM_CONTEXT_TOKENS: the embedded model's context window.",
