@@ -68,6 +68,8 @@ case "$command" in
         .venv/bin/python -m astropolis.evals.bench_visibility
         .venv/bin/python -m astropolis.evals.bench_quality
         .venv/bin/python -m astropolis.evals.bench_transients
+        .venv/bin/python -m astropolis.evals.bench_agent
+        .venv/bin/python -m astropolis.evals.bench_memory
         exec .venv/bin/python -m astropolis.evals.bench_anomaly
         ;;
     *)
