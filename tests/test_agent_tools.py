@@ -310,3 +310,53 @@ def test_names_resolve_offline(world: World, name: str) -> None:
 def test_an_unknown_name_is_a_clear_error(world: World) -> None:
     outcome = call(world, "resolve_target", name="Planet X")
     assert outcome.error is not None and "not in OpenNGC" in outcome.error.message
+
+
+def test_site_status_reports_the_night_the_jobs_and_live_devices(world: World) -> None:
+    from astropolis.tools.drivers import SiteStatus
+
+    seen: list[str] = []
+
+    def prober(site):  # type: ignore[no-untyped-def]
+        seen.append(site.name)
+        if site.name == "chile":
+            return None, "chile: cannot reach the Alpaca server"
+        return SiteStatus.model_validate(
+            {
+                "site": site.name,
+                "connected": True,
+                "safe": True,
+                "parked": False,
+                "slewing": False,
+                "tracking": True,
+                "ra_deg": 40.0,
+                "dec_deg": 0.0,
+                "camera_state": "idle",
+                "weather": {"cloud_cover_pct": 5.0, "wind_mps": 2.0, "humidity_pct": 40.0},
+            }
+        ), None
+
+    world.deps.site_probe = prober
+    world.deps.ledger.schedule(world.follow_up_job, "chile", actor="scheduler")
+    result = call(world, "site_status").result
+    assert result is not None and seen == ["lapalma", "chile", "siding-spring"]
+    rows = {row["site"]: row for row in result["sites"]}
+    assert rows["lapalma"]["dark_now"] is True and rows["lapalma"]["frames_last_24h"] == 2  # 22:05 UTC in November
+    assert rows["lapalma"]["devices"]["safe"] is True and rows["chile"]["devices"] is None
+    assert "cannot reach" in rows["chile"]["devices_error"]
+    assert rows["chile"]["active_jobs"] == [f"job {world.follow_up_job} SCHEDULED"]
+    assert call(world, "site_status", site="mars").error.kind == "bad_arguments"  # type: ignore[union-attr]
+
+
+def test_a_resident_run_stores_its_product_once_and_files_no_job(world: World) -> None:
+    jobs = len(world.deps.ledger.jobs())
+    first = call(world, "run_resident", resident="quality", frame=world.new[7:19])
+    again = call(world, "run_resident", resident="quality", frame=world.new)
+    assert first.ok and again.ok and first.result and again.result
+    assert first.result["created"] is True and again.result["created"] is False
+    assert first.result["verdict"]["product"] == again.result["verdict"]["product"]
+    assert "score" in first.result["verdict"]["summary"] and len(world.deps.ledger.jobs()) == jobs
+    done = call(world, "run_resident", resident="transients", frame=world.new, reference=world.reference)
+    assert done.ok and done.result["created"] is False  # type: ignore[index]  # the world already ran it
+    bad = call(world, "run_resident", resident="transients", frame=world.new)
+    assert bad.error is not None and "takes 2 input" in bad.error.message

@@ -53,6 +53,8 @@ BACKING: dict[str, tuple[str, ...]] = {
     "propose_hypothesis": ("hypothes", "theory", "suspect", "think"),
     "summarize_night": ("night", "happened", "summary", "recap"),
     "about_target": ("know", "about", "tell", "what"),
+    "site_status": ("site", "weather", "dome", "dark", "status", "telescope", "safe"),
+    "run_resident": ("run", "grade", "assess", "quality", "transient", "anomal"),
 }
 
 

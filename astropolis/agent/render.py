@@ -198,6 +198,31 @@ def _about(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sites(result: dict[str, Any]) -> str:
+    lines = [f"Sites at {result['at'][:16]}Z:"]
+    for row in result["sites"]:
+        night = f"night {row['night'][0][11:16]}–{row['night'][1][11:16]}Z" if row["night"] else "no astronomical night"
+        sky = "dark" if row["dark_now"] else f"not dark (Sun {row['sun_altitude_deg']}°)"
+        devices = row["devices"]
+        if devices:
+            weather = devices.get("weather") or {}
+            live = (
+                f"connected {devices.get('connected')}, safe {devices.get('safe')}, parked {devices.get('parked')}, "
+                f"camera {devices.get('camera_state')}, cloud {weather.get('cloud_cover_pct')}%"
+            )
+        else:
+            live = f"devices: {row['devices_error']}"
+        jobs = ", ".join(row["active_jobs"]) or "no active job"
+        lines.append(f"- {row['site']}: {sky}, {night}; {jobs}; {row['frames_last_24h']} frame(s) in 24 h; {live}")
+    return "\n".join(lines)
+
+
+def _resident(result: dict[str, Any]) -> str:
+    verdict = result["verdict"]
+    verb = "Ran" if result["created"] else "Already had"
+    return f"{verb} {verdict['resident']}: {verdict['summary']} (product {_short(verdict['product'])})."
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "list_jobs": _jobs,
     "show_job": _job,
@@ -213,6 +238,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "propose_hypothesis": _hypothesis,
     "summarize_night": _night,
     "about_target": _about,
+    "site_status": _sites,
+    "run_resident": _resident,
 }
 
 

@@ -219,6 +219,14 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         return Route("list_jobs", {"states": _states(lowered)}, "asks about jobs")
     if frame_id and _has(lowered, "provenance", "derived", "made from", "lineage", "came from", "where did"):
         return Route("provenance", {"id": frame_id}, "asks where an object came from")
+    resident = re.search(r"\b(quality|anomaly|anomalies|transients?)\b", lowered)
+    if frame_id and resident and _has(lowered, "run", "grade", "assess", "score", "check", "search", "look for"):
+        ids = [m.group(1) for m in HEX_ID.finditer(lowered)]
+        name = {"anomalies": "anomaly", "transient": "transients"}.get(resident.group(1), resident.group(1))
+        arguments: dict[str, Any] = {"resident": name, "frame": ids[0]}
+        if name == "transients" and len(ids) > 1:
+            arguments["reference"] = ids[1]
+        return Route("run_resident", arguments, "asks a resident to look at a frame")
     if frame_id:
         return Route("explain_frame", {"id": frame_id}, "a lake id")
     target_args: dict[str, Any] | None = None
@@ -272,6 +280,22 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         return Route("about_target", target_args, "asks what is known about a target")
     if target_args is not None and target is not None and _has(lowered, "where", "coordinates", "position", "what is"):
         return Route("resolve_target", {"name": target}, "asks where a target is")
+    if _has(
+        lowered,
+        "site status",
+        "sites",
+        "weather",
+        "dome",
+        "domes",
+        "is it dark",
+        "dark at",
+        "telescope status",
+        "telescopes",
+        "status of",
+        "safe to observe",
+        "conditions",
+    ):
+        return Route("site_status", {"site": site} if site else {}, "asks about the sites")
     if _has(lowered, "remember", "memory", "memories", "notes", "note about", "recall", "did we", "have we"):
         return Route("search_memory", {"query": _plain(text)[:200] or "recent"}, "asks the memory")
     if target_args is not None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from astropolis.tools import job_tools, lake_tools, recall_tools, sky_tools
+from astropolis.tools import job_tools, lake_tools, recall_tools, resident_tools, site_tools, sky_tools
 from astropolis.tools.registry import Registry
 
-TOOLS = Registry([*job_tools.TOOLS, *lake_tools.TOOLS, *sky_tools.TOOLS, *recall_tools.TOOLS])
+TOOLS = Registry(
+    [
+        *job_tools.TOOLS,
+        *lake_tools.TOOLS,
+        *sky_tools.TOOLS,
+        *recall_tools.TOOLS,
+        *site_tools.TOOLS,
+        *resident_tools.TOOLS,
+    ]
+)

@@ -17,6 +17,7 @@ from astropolis.agent.cli.lake_cmds import JsonFlag
 from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors, stderr, stdout
 from astropolis.agent.session import AgentSession, SessionError, Turn, open_session, open_stores
 from astropolis.settings import load_settings
+from astropolis.tools.site_tools import probe
 from astropolis.tools.sites import SiteRegistry, demo_sites
 
 agent_app = typer.Typer(help="The agent: its tools, its threads, and its evaluation.", no_args_is_help=True)
@@ -116,6 +117,7 @@ def _open(thread: str, llm: str, mode: str | None, sites: Path | None) -> Any:
         raise CliInputError(f"--mode {mode!r}: use native or constrained")
     endpoint = endpoint_for(llm)
     deps = open_stores(settings, sites=_sites(sites))
+    deps.site_probe = lambda site: probe(site, connect=False)
     try:
         return open_session(settings, thread=thread, deps=deps, endpoint=endpoint, mode=mode)
     except SessionError as error:

@@ -13,11 +13,8 @@ from rich.table import Table
 from astropolis.agent.cli.lake_cmds import JsonFlag
 from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors, stderr, stdout
 from astropolis.agent.cli.runtime import Runtime
-from astropolis.lake.blobs import PutResult
-from astropolis.tools.drivers import CommandJournal, SiteStatus
-from astropolis.tools.drivers.alpaca import AlpacaDriver
-from astropolis.tools.errors import DriverError, OperatorError
 from astropolis.tools.simulators.alpaca import AlpacaSimulators, demo_sky
+from astropolis.tools.site_tools import probe
 from astropolis.tools.sites import Site, SiteRegistry, demo_sites
 
 sites_app = typer.Typer(
@@ -26,38 +23,8 @@ sites_app = typer.Typer(
 )
 
 REGISTRY = Path("sites") / "registry.toml"
-STATUS_TIMEOUT_S = 2.0
 
 SitesOption = Annotated[Path | None, typer.Option("--sites", help="Site registry file (TOML of [[site]] tables).")]
-
-
-class _NoFrames:
-    """The frame store of a status-only driver: it never exposes, so nothing is ever stored."""
-
-    def put_bytes(self, data: bytes) -> PutResult:
-        """Refuse: status checks take no frames."""
-        raise OperatorError("a status check takes no frames")
-
-    def read_bytes(self, object_id: str) -> bytes:
-        """Refuse: status checks read no frames."""
-        raise OperatorError("a status check reads no frames")
-
-
-def probe(site: Site, *, connect: bool) -> tuple[SiteStatus | None, str | None]:
-    """A site's status through its driver (after connecting its devices when `connect`), or the error."""
-    if site.driver.kind != "alpaca":
-        return None, f"{site.driver.kind} sites are not handled by `sites` yet"
-    journal = CommandJournal("sqlite:///:memory:")
-    driver = AlpacaDriver(site, journal=journal, frames=_NoFrames(), timeout_s=STATUS_TIMEOUT_S)
-    try:
-        if connect:
-            driver.connect()
-        return driver.status(), None
-    except DriverError as error:
-        return None, str(error)
-    finally:
-        driver.close()
-        journal.close()
 
 
 def _registry(home: Path, sites_file: Path | None) -> SiteRegistry:
