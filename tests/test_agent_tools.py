@@ -360,3 +360,57 @@ def test_a_resident_run_stores_its_product_once_and_files_no_job(world: World) -
     assert done.ok and done.result["created"] is False  # type: ignore[index]  # the world already ran it
     bad = call(world, "run_resident", resident="transients", frame=world.new)
     assert bad.error is not None and "takes 2 input" in bad.error.message
+
+
+def test_hypotheses_are_decided_by_the_products_of_their_test_jobs(world: World, tmp_path: Path) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from astropolis.lake.clock import ManualClock
+    from astropolis.memory import Ledger
+    from astropolis.memory.hypotheses import HypothesisBook
+    from astropolis.tools.hypothesis_review import review_hypotheses
+
+    observed = world.deps.lake.frame(world.new).observed_at
+    assert observed is not None
+    clock = ManualClock(observed - timedelta(hours=1))  # the hypotheses come before the test frames are taken
+    ledger = Ledger(f"sqlite:///{tmp_path / 'h-ledger.db'}", clock=clock)
+    deps = replace(
+        world.deps,
+        ledger=ledger,
+        hypotheses=HypothesisBook(f"sqlite:///{tmp_path / 'h.db'}", clock=clock),
+        clock=clock,
+        memory=None,
+    )
+    dispatcher = Dispatcher(TOOLS, deps)
+    ids = {}
+    for label, (ra, dec) in {"there": (40.68, -0.005), "empty": (40.66, -0.015)}.items():
+        outcome = dispatcher.call(
+            PERSON,
+            "propose_hypothesis",
+            {
+                "statement": f"a new point source appears at the {label} position",
+                "evidence": [world.reference],
+                "ra_deg": ra,
+                "dec_deg": dec,
+                "idempotency_key": f"person:ana:hyp:{label}",
+            },
+        )
+        assert outcome.ok, outcome.error
+        hypothesis = outcome.result["hypothesis"]  # type: ignore[index]
+        ids[label] = (hypothesis["id"], hypothesis["test_jobs"][0]["id"])
+    for _, job_id in ids.values():
+        ledger.schedule(job_id, "lapalma", actor="scheduler")
+        ledger.start(job_id, actor="executor:lapalma")
+    assert review_hypotheses(deps, actor="agent:t") == []  # tests still running: nothing decided
+    clock.advance(timedelta(hours=1, minutes=10))  # the new epoch (with the supernova) was taken meanwhile
+    for _, job_id in ids.values():
+        ledger.complete(job_id, actor="executor:lapalma")
+    changes = review_hypotheses(deps, actor="agent:t")
+    assert sorted(changes) == sorted(
+        [f"hypothesis {ids['there'][0]} supported", f"hypothesis {ids['empty'][0]} refuted"]
+    )
+    book = deps.hypotheses
+    assert book is not None and book.get(ids["there"][0]).status == "supported"
+    assert world.transients_product[:19] in book.get(ids["there"][0]).history[-1].reason
+    assert review_hypotheses(deps, actor="agent:t") == []  # decided once
