@@ -181,3 +181,19 @@ def test_bad_questions_are_refused_clearly(world: World, tmp_path: Path) -> None
         assert agent.turns == 0
     with pytest.raises(SessionError, match="thread"):
         open_session(Settings(home=tmp_path / "home"), thread="../etc", deps=world.deps).__enter__()
+
+
+def test_ended_jobs_become_episodes_once_and_can_be_asked_about(world: World, tmp_path: Path) -> None:
+    ledger = world.deps.ledger
+    ledger.schedule(world.follow_up_job, "chile", actor="scheduler")
+    ledger.start(world.follow_up_job, actor="executor:chile")
+    ledger.complete(world.follow_up_job, actor="executor:chile", reason="3 frame(s) of the M77 supernova")
+    with session(world, tmp_path) as agent:
+        agent.ask("what is pending?")
+        agent.ask("what is pending?")
+        answer = agent.ask("do we remember the supernova follow-up from chile?")
+    memory = world.deps.memory
+    assert memory is not None
+    episodes = memory.about(f"job:{world.follow_up_job}", kinds=["episode"])
+    assert len(episodes) == 1 and "ended COMPLETED at chile" in episodes[0].text
+    assert answer.calls[0]["tool"] == "search_memory" and "ended COMPLETED at chile" in answer.reply

@@ -142,9 +142,11 @@ def build_graph(core: AgentCore, checkpointer: Any) -> Any:
 
 # ------------------------------------------------------------------ shared nodes
 def _recall(core: AgentCore, state: TurnState) -> dict[str, Any]:
+    from astropolis.tools.episodes import record_job_outcomes
     from astropolis.tools.hypothesis_review import review_hypotheses
 
     review_hypotheses(core.deps, actor=core.caller.actor)
+    record_job_outcomes(core.deps)
     memories: list[dict[str, Any]] = []
     if core.deps.memory is not None and state.get("question"):
         for hit in core.deps.memory.search(state["question"], k=3):
