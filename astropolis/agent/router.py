@@ -280,6 +280,8 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         return Route("about_target", target_args, "asks what is known about a target")
     if target_args is not None and target is not None and _has(lowered, "where", "coordinates", "position", "what is"):
         return Route("resolve_target", {"name": target}, "asks where a target is")
+    if _has(lowered, "remember", "memory", "memories", "notes", "note about", "recall", "did we", "have we"):
+        return Route("search_memory", {"query": _plain(text)[:200] or "recent"}, "asks the memory")
     if _has(
         lowered,
         "site status",
@@ -296,8 +298,6 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         "conditions",
     ):
         return Route("site_status", {"site": site} if site else {}, "asks about the sites")
-    if _has(lowered, "remember", "memory", "memories", "notes", "note about", "recall", "did we", "have we"):
-        return Route("search_memory", {"query": _plain(text)[:200] or "recent"}, "asks the memory")
     if target_args is not None:
         return Route("about_target", target_args, "names a target")
     return Route(None, {}, "no tool matches these words")

@@ -133,7 +133,7 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the agent one question; shows the tools it ran."""
-    _ask(question, thread, llm, mode, sites, as_json)
+    _ask(question, thread, llm, mode, sites, as_json=as_json)
 
 
 @handles_errors
