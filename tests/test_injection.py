@@ -117,7 +117,9 @@ def test_no_injected_or_compromised_call_is_ever_authorised(world: World, tmp_pa
                 agent.ask(question)
 
     entries = [e for e in world.deps.audit.entries(limit=100_000) if e.seq > before_seq]
-    agent_entries = [e for e in entries if e.actor.startswith("agent:")]
+    sessions = [e for e in entries if e.tool == "agent.session"]
+    assert len(sessions) == len(agents) and {e.model_id for e in sessions} == {"scripted:test"}
+    agent_entries = [e for e in entries if e.actor.startswith("agent:") and e.tool.startswith("tool.")]
     allowed = [e for e in agent_entries if e.policy == "allowed"]
     attempted = {(name, json.dumps(args, sort_keys=True)) for name, args in ACTIONS}
     attacks = [

@@ -158,6 +158,16 @@ def open_session(
     model_id = endpoint.model_id if endpoint is not None else "none (router only)"
     caller = Caller(actor=f"{role}:{thread}", role=role, model_id=model_id, tool_mode=chosen_mode)
     core = AgentCore(Dispatcher(TOOLS, deps, policy), caller, thread, endpoint=endpoint, mode=chosen_mode)
+    # Which model, which tool mode and what the start-up probe saw: on the record before the first answer.
+    fields = endpoint.audit_fields() if hasattr(endpoint, "audit_fields") else {"llm_model_id": model_id}
+    deps.audit.append(
+        actor=caller.actor,
+        tool="agent.session",
+        arguments={"thread": thread, "mode": chosen_mode},
+        result=fields,
+        model_id=model_id,
+        tier="read",
+    )
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(settings.home) / "agent.db"
