@@ -8,26 +8,14 @@ from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
+from astropolis.evals.agent_city import build_city
 from astropolis.lake import Lake
 from astropolis.lake.clock import ManualClock
 from astropolis.memory import AuditLog, Ledger, parse_request
 from astropolis.memory.hypotheses import HypothesisBook
 from astropolis.memory.semantic import InMemoryStore
-from astropolis.models.simulator import Defects, FieldSpec, Transient, render_pair, to_fits_bytes
 from astropolis.tools.deps import ToolDeps
-from astropolis.tools.residents import ResidentRunner
 from astropolis.tools.sites import demo_sites
-
-FIELD = FieldSpec(ra_deg=40.67, dec_deg=-0.01, seed=5)  # around M77
-SUPERNOVA = Transient(ra_deg=40.68, dec_deg=-0.005, snr=60.0)
-
-
-@cache
-def frames() -> dict[str, bytes]:
-    """FITS bytes of a reference, a new epoch with a supernova, and a cloudy frame (rendered once per run)."""
-    reference, new = render_pair(FIELD, transients=[SUPERNOVA])
-    _, cloudy = render_pair(FIELD, new_defects=Defects(clouds=0.9))
-    return {"reference": to_fits_bytes(reference), "new": to_fits_bytes(new), "cloudy": to_fits_bytes(cloudy)}
 
 
 @cache
@@ -54,26 +42,8 @@ class World:
 
 
 def build_world(root: Path) -> dict[str, object]:
-    """Ingest the frames, run the real residents and file their jobs into stores under `root`; return the ids."""
-    data = frames()
-    lake_clock = ManualClock(_observed(data["new"]) + timedelta(minutes=5))
-    lake = Lake(root / "lake", clock=lake_clock)
-    ledger = Ledger(f"sqlite:///{root / 'ledger.db'}", clock=lake_clock)
-    audit = AuditLog(f"sqlite:///{root / 'audit.db'}", clock=lake_clock)
-    ids = {name: lake.ingest_bytes(blob, name=f"{name}.fits", site="lapalma").frame.id for name, blob in data.items()}
-    runner = ResidentRunner(lake, ledger=ledger, audit=audit, clock=lake_clock, sites=demo_sites("fake"))
-    quality = runner.run("quality", [ids["cloudy"]])
-    transients = runner.run("transients", [ids["new"], ids["reference"]])
-    for store_ in (lake, ledger, audit):
-        store_.close()
-    return {
-        **ids,
-        "now": lake_clock.now(),
-        "quality_product": quality.product.id,
-        "transients_product": transients.product.id,
-        "reobserve_job": quality.jobs[0].id,
-        "follow_up_job": transients.jobs[0].id,
-    }
+    """The evaluation city (astropolis/evals/agent_city.py) built under `root`; returns its ids."""
+    return build_city(root)
 
 
 def open_world(template: Path, ids: dict[str, object], root: Path, *, memory: bool = True) -> World:
@@ -115,16 +85,6 @@ def open_world(template: Path, ids: dict[str, object], root: Path, *, memory: bo
         reobserve_job=int(ids["reobserve_job"]),  # type: ignore[call-overload]
         follow_up_job=int(ids["follow_up_job"]),  # type: ignore[call-overload]
     )
-
-
-def _observed(fits_bytes: bytes):  # type: ignore[no-untyped-def]
-    import io
-
-    from astropy.io import fits
-    from astropy.time import Time
-
-    header = fits.getheader(io.BytesIO(fits_bytes))
-    return Time(header["DATE-OBS"], scale="utc").to_datetime(timezone=__import__("datetime").UTC)
 
 
 def person_job(deps: ToolDeps, name: str, ra: float, dec: float, *, reason: str | None = None) -> int:

@@ -227,3 +227,23 @@ def history(thread: ThreadOption = "default", as_json: JsonFlag = False) -> None
             stdout.print(row["reply"], markup=False, highlight=False)
         if session.interrupted:
             stdout.print("[yellow]the last turn was interrupted; `astropolis ask` or `chat` finishes it[/]")
+
+
+@agent_app.command("eval")
+@handles_errors
+def evaluate(
+    half: Annotated[str, typer.Option("--half", help="build, heldout or both.")] = "both",
+    llm: Annotated[str, typer.Option("--llm", help="none (the router alone), embedded or remote.")] = "none",
+    mode: Annotated[str, typer.Option("--mode", help="constrained (the agent as a whole) or native.")] = "constrained",
+    as_json: JsonFlag = False,
+) -> None:
+    """Score the agent on the shipped prompt sets: valid call, right tool, right arguments, latency."""
+    from astropolis.evals.agent_eval import run
+
+    if half not in ("build", "heldout", "both"):
+        raise CliInputError(f"--half {half!r}: use build, heldout or both")
+    if llm not in ("none", "embedded", "remote"):
+        raise CliInputError(f"--llm {llm!r}: use none, embedded or remote")
+    if mode not in ("constrained", "native") or (mode == "native" and llm == "none"):
+        raise CliInputError(f"--mode {mode!r}: use constrained, or native with an LLM")
+    run(half, llm, mode, as_json=as_json)
