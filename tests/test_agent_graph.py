@@ -86,7 +86,7 @@ def test_the_model_is_asked_only_when_the_router_abstains_and_kept_only_when_the
     with session(world, tmp_path, endpoint=Endpoint(chat, "constrained")) as agent:
         routed = agent.ask("what is pending?")
         assert routed.route["source"] == "router" and chat.requests == []  # type: ignore[index]
-        backed = agent.ask("anything noteworthy from the night?")
+        backed = agent.ask("anything noteworthy happened while I slept?")
         assert backed.route["source"] == "llm" and [c["tool"] for c in backed.calls] == ["summarize_night"]  # type: ignore[index]
         unbacked = agent.ask("tell me a joke")  # the model says list_jobs; nothing in the words backs it
         assert unbacked.route["source"] == "router" and unbacked.calls == []  # type: ignore[index]

@@ -137,9 +137,48 @@ def _states(text: str) -> list[str]:
     return chosen or ["PENDING", "SCHEDULED", "IN_PROGRESS"]
 
 
+# Words whose near-misses ("pendng", "observ") are read as the word itself.
+KEYWORDS = (
+    "pending",
+    "observe",
+    "observable",
+    "visible",
+    "schedule",
+    "hypotheses",
+    "hypothesis",
+    "summary",
+    "remember",
+    "memory",
+    "weather",
+    "provenance",
+    "candidate",
+    "follow",
+    "queue",
+    "cancel",
+    "tonight",
+    "tomorrow",
+    "status",
+)
+
+
+def _spelled(text: str) -> str:
+    """Lower-case text with near-misses of the intent keywords corrected (alphabetic words of 5+ letters only;
+    a longer form of a keyword, like 'observed', or a part of one, like 'night', is left alone)."""
+    import difflib
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if len(word) < 5 or any(word.startswith(k) or (word in k and not k.startswith(word)) for k in KEYWORDS):
+            return word
+        close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.8)
+        return close[0] if close else word
+
+    return re.sub(r"\b[a-z]+\b", fix, text)
+
+
 def route(text: str, *, sites: Sequence[str], today: date) -> Route:
     """One tool and its arguments for the person's words, or an abstention."""
-    lowered = " ".join(text.lower().split())
+    lowered = _spelled(" ".join(text.lower().split()))
     candidate = CANDIDATE.search(lowered)
     words_candidate = CANDIDATE_WORDS.search(lowered)
     job = JOB.search(lowered)
@@ -172,20 +211,6 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
             else "open"
         )
         return Route("list_hypotheses", {"status": status}, "asks about hypotheses")
-    if _has(
-        lowered,
-        "last night",
-        "tonight so far",
-        "overnight",
-        "summary",
-        "summarise",
-        "summarize",
-        "what happened",
-        "night report",
-        "recap",
-    ):
-        hours = HOURS.search(lowered)
-        return Route("summarize_night", {"hours": float(hours.group(1))} if hours else {}, "asks what happened")
     if job and _has(lowered, "cancel", "drop", "withdraw", "abort"):
         return (
             Route(None, {}, "cancelling a job needs a reason and the job must be yours: say 'cancel job N because …'")
@@ -201,6 +226,20 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         )
     if job:
         return Route("show_job", {"job_id": int(job.group(1))}, "a job number")
+    if _has(
+        lowered,
+        "last night",
+        "tonight so far",
+        "overnight",
+        "summary",
+        "summarise",
+        "summarize",
+        "what happened",
+        "night report",
+        "recap",
+    ):
+        hours = HOURS.search(lowered)
+        return Route("summarize_night", {"hours": float(hours.group(1))} if hours else {}, "asks what happened")
     if _has(
         lowered,
         "pending",
@@ -300,6 +339,8 @@ def route(text: str, *, sites: Sequence[str], today: date) -> Route:
         return Route("site_status", {"site": site} if site else {}, "asks about the sites")
     if target_args is not None:
         return Route("about_target", target_args, "names a target")
+    if _has(lowered, "night", "nights"):
+        return Route("summarize_night", {}, "asks about the night")
     return Route(None, {}, "no tool matches these words")
 
 
