@@ -170,7 +170,8 @@ def _spelled(text: str) -> str:
         word = match.group(0)
         if len(word) < 5 or any(word.startswith(k) or (word in k and not k.startswith(word)) for k in KEYWORDS):
             return word
-        close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.8)
+        # A typo keeps its first letter; without this rule 'spending' would read as 'pending'.
+        close = difflib.get_close_matches(word, [k for k in KEYWORDS if k[0] == word[0]], n=1, cutoff=0.8)
         return close[0] if close else word
 
     return re.sub(r"\b[a-z]+\b", fix, text)
