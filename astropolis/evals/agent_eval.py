@@ -1,14 +1,17 @@
 """Score the agent's tool choices on the shipped prompt sets: valid call, right tool, right arguments, latency.
 
     python -m astropolis.evals.agent_eval --half heldout --llm embedded            # router + model, as users get it
-    python -m astropolis.evals.agent_eval --half both --llm embedded --mode native  # the model's own first call
+    python -m astropolis.evals.agent_eval --half both --llm embedded --mode native  # the native graph's first call
+    python -m astropolis.evals.agent_eval --half both --llm embedded --mode model   # the model alone, no router
     astropolis agent eval --llm none --json                                        # the router alone, as JSON
 
 A small real city is built once in a temporary folder (astropolis/evals/agent_city.py); each prompt gets a fresh
-copy of it and a fresh session, so no answer depends on an earlier one. In constrained mode the agent's decision
-as a whole is scored (the router, and the model where the router abstains); in native mode, the model's first
-tool call. Only the expected argument keys are compared: strings case-insensitively (a `sha256:` prefix
-ignored), numbers within 1e-3, lists as sets.
+copy of it and a fresh session, so no answer depends on an earlier one. Modes: `constrained` scores the agent's
+decision as a whole (the router, and the model where the router abstains: what a person gets); `native` the
+native graph's first tool call (every read and propose tool offered in full, as the graph offers them); `model`
+the model's own first call with no router (the compact read and propose schemas). A turn that fails is scored
+as no call, with the reason on its row. Only the expected argument keys are compared: strings
+case-insensitively (a `sha256:` prefix ignored), numbers within 1e-3, lists as sets.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 HALVES = ("build", "heldout")
 INVALID = ("unknown_tool", "bad_arguments")
+MODES = ("constrained", "native", "model")
 TOLERANCE = 1e-3
 
 
@@ -141,8 +145,11 @@ def _text(value: str) -> str:
     return " ".join(value.strip().lower().removeprefix("sha256:").split())
 
 
-def score(prompt: Prompt, call: Mapping[str, Any] | None, *, source: str, latency_s: float) -> Score:
-    """Score one decision: `call` is the dispatcher's record of the call made (None when no tool was called)."""
+def score(
+    prompt: Prompt, call: Mapping[str, Any] | None, *, source: str, latency_s: float, failure: str | None = None
+) -> Score:
+    """Score one decision: `call` is the dispatcher's record of the call made (None when no tool was called);
+    `failure` says why the turn itself failed, when it did."""
     tool = call["tool"] if call else None
     arguments = {k: v for k, v in dict(call.get("arguments") or {}).items() if k != "idempotency_key"} if call else {}
     error = (call.get("error") or {}) if call else {}
@@ -163,7 +170,7 @@ def score(prompt: Prompt, call: Mapping[str, Any] | None, *, source: str, latenc
         right_tool=right_tool,
         right_arguments=right_tool and bool(valid is not False) and not mismatched,
         latency_s=round(latency_s, 4),
-        error=f"{error.get('kind')}: {error.get('message', '')}"[:200] if error else None,
+        error=failure or (f"{error.get('kind')}: {error.get('message', '')}"[:200] if error else None),
         mismatched=mismatched if right_tool else [],
     )
 
@@ -197,6 +204,7 @@ def totals(scores: Sequence[Score]) -> dict[str, Any]:
         "latency_median_s": round(statistics.median(latencies), 4) if latencies else 0.0,
         "latency_p95_s": round(percentile(latencies, 95), 4),
         "sources": dict(Counter(s.source for s in scores)),
+        "failed_turns": sum(1 for s in scores if s.valid is None and s.error),
     }
 
 
@@ -254,7 +262,14 @@ def _ask(city: City, prompt: Prompt, home: Path, endpoint: Any, mode: str, embed
             actor="person:ana",
             created_at=clock.now(),
         )
+    if mode == "model":
+        try:
+            return _model_alone(prompt, deps, endpoint)
+        finally:
+            for store in (deps.lake, deps.ledger, deps.audit):
+                store.close()
     first: list[dict[str, Any]] = []
+    failure: str | None = None
 
     def step(node: str, values: dict[str, Any]) -> None:
         if mode == "native" and node == "tools":
@@ -270,6 +285,8 @@ def _ask(city: City, prompt: Prompt, home: Path, endpoint: Any, mode: str, embed
                 calls, chosen = turn.calls, turn.route or {}
             except StopAtFirstCall:
                 calls, chosen = first, {}
+            except Exception as error:  # a turn that fails is scored as no call, with the reason on the row
+                calls, chosen, failure = first, {}, f"{type(error).__name__}: {error}"[:300]
             latency = time.perf_counter() - started
     finally:
         for store in (deps.lake, deps.ledger, deps.audit):
@@ -277,7 +294,39 @@ def _ask(city: City, prompt: Prompt, home: Path, endpoint: Any, mode: str, embed
     source = "llm" if mode == "native" else str(chosen.get("source", "router"))
     if mode != "native" and not calls:
         source = "none"  # the router abstained and the model (if any) chose nothing that was kept
-    return score(prompt, calls[0] if calls else None, source=source, latency_s=latency)
+    return score(prompt, calls[0] if calls else None, source=source, latency_s=latency, failure=failure)
+
+
+def _model_alone(prompt: Prompt, deps: Any, endpoint: Any) -> Score:
+    """The model's own first tool call, with no router and no backing check: offered the compact schemas of the
+    read and propose tools (the tiers native mode offers, in the short form the small model's context holds),
+    dispatched through the same registry, validation and policy."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from astropolis.agent.graph import SYSTEM_PROMPT
+    from astropolis.tools.dispatch import Dispatcher
+    from astropolis.tools.policy import Caller
+    from astropolis.tools.toolbox import TOOLS
+
+    caller = Caller(actor="agent:eval", role="agent", model_id=str(endpoint.model_id), tool_mode="native")
+    started = time.perf_counter()
+    try:
+        reply = endpoint.chat.bind_tools(TOOLS.compact_schemas(("read", "propose")), tool_choice="auto").invoke(
+            [SystemMessage(SYSTEM_PROMPT), HumanMessage(prompt.prompt)]
+        )
+    except Exception as error:
+        failure = f"{type(error).__name__}: {error}"[:300]
+        return score(prompt, None, source="llm", latency_s=time.perf_counter() - started, failure=failure)
+    requests = getattr(reply, "tool_calls", None) or []
+    latency = time.perf_counter() - started
+    if not requests:
+        return score(prompt, None, source="llm", latency_s=latency)
+    name, arguments = str(requests[0]["name"]), dict(requests[0].get("args") or {})
+    found = TOOLS.get(name)
+    if found is not None and "idempotency_key" in found.input.model_fields:
+        arguments.setdefault("idempotency_key", f"agent:eval:{prompt.id}")  # code adds it, as in the graphs
+    call = Dispatcher(TOOLS, deps).call(caller, name, arguments, said=prompt.prompt)
+    return score(prompt, call.model_dump(mode="json"), source="llm", latency_s=latency)
 
 
 def evaluate(
@@ -293,10 +342,10 @@ def evaluate(
     """The report of one half under one endpoint (None: the router alone) and mode: every prompt and totals.
     `prompts` replaces the shipped half; `city` reuses a built city; `memory` gives each session a MiniLM
     memory (as in use) or none (faster)."""
-    if mode not in ("constrained", "native"):
-        raise ValueError(f"mode {mode!r}: use constrained or native")
-    if mode == "native" and endpoint is None:
-        raise ValueError("native mode scores a model's own tool calls: it needs an LLM endpoint")
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: use constrained, native or model")
+    if mode != "constrained" and endpoint is None:
+        raise ValueError(f"{mode} mode scores a model's own tool calls: it needs an LLM endpoint")
     chosen = list(prompts) if prompts is not None else load_prompts(half)
     embedder = _embedder() if memory else None
     with tempfile.TemporaryDirectory(prefix="astropolis-eval-") as scratch:
@@ -338,7 +387,8 @@ def table(report: Mapping[str, Any]) -> str:
     lines.append(
         f"totals: {t['prompts']} prompts, valid {t['valid_calls_pct']}% of {t['calls']} calls, right tool "
         f"{t['right_tool_pct']}%, right arguments {t['right_arguments_pct']}%, latency median "
-        f"{t['latency_median_s']:.3f} s p95 {t['latency_p95_s']:.3f} s; decided by: {sources}"
+        f"{t['latency_median_s']:.3f} s p95 {t['latency_p95_s']:.3f} s; decided by: {sources}; failed turns "
+        f"{t['failed_turns']}"
     )
     return "\n".join(lines)
 
@@ -372,7 +422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m astropolis.evals.agent_eval", description=__doc__.split("\n")[0])
     parser.add_argument("--half", choices=(*HALVES, "both"), default="both")
     parser.add_argument("--llm", choices=("none", "embedded", "remote"), default="none")
-    parser.add_argument("--mode", choices=("constrained", "native"), default="constrained")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="constrained",
+        help="constrained: the agent's turn (router, then the model where it abstains); native: the native graph's "
+        "first tool call; model: the model's own first call on the compact schemas, no router.",
+    )
     parser.add_argument("--no-memory", action="store_true", help="Sessions without a semantic memory (faster).")
     parser.add_argument("--json", action="store_true", help="One JSON document instead of tables.")
     options = parser.parse_args(argv)

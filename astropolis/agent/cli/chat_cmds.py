@@ -234,7 +234,12 @@ def history(thread: ThreadOption = "default", as_json: JsonFlag = False) -> None
 def evaluate(
     half: Annotated[str, typer.Option("--half", help="build, heldout or both.")] = "both",
     llm: Annotated[str, typer.Option("--llm", help="none (the router alone), embedded or remote.")] = "none",
-    mode: Annotated[str, typer.Option("--mode", help="constrained (the agent as a whole) or native.")] = "constrained",
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="constrained (the agent as a whole), native (the native graph) or model (the model alone)."
+        ),
+    ] = "constrained",
     as_json: JsonFlag = False,
 ) -> None:
     """Score the agent on the shipped prompt sets: valid call, right tool, right arguments, latency."""
@@ -244,6 +249,6 @@ def evaluate(
         raise CliInputError(f"--half {half!r}: use build, heldout or both")
     if llm not in ("none", "embedded", "remote"):
         raise CliInputError(f"--llm {llm!r}: use none, embedded or remote")
-    if mode not in ("constrained", "native") or (mode == "native" and llm == "none"):
-        raise CliInputError(f"--mode {mode!r}: use constrained, or native with an LLM")
+    if mode not in ("constrained", "native", "model") or (mode != "constrained" and llm == "none"):
+        raise CliInputError(f"--mode {mode!r}: use constrained, or native or model with an LLM")
     run(half, llm, mode, as_json=as_json)
