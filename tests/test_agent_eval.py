@@ -98,6 +98,8 @@ def test_the_scorer_fails_a_wrong_tool_a_wrong_argument_and_a_call_that_did_not_
     assert nothing.valid is None and not nothing.right_tool
     silence = score(Prompt("q", "hello", None, {}), None, source="none", latency_s=0)
     assert silence.right_tool and silence.right_arguments
+    crashed = score(Prompt("q", "hello", None, {}), None, source="llm", latency_s=0, failure="context overflow")
+    assert not crashed.right_tool and not crashed.right_arguments and crashed.error == "context overflow"
 
     figures = totals([right, wrong_site, wrong_tool, bad, nothing])
     assert figures["calls"] == 4 and figures["valid_calls_pct"] == 75.0

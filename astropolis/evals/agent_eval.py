@@ -154,7 +154,7 @@ def score(
     arguments = {k: v for k, v in dict(call.get("arguments") or {}).items() if k != "idempotency_key"} if call else {}
     error = (call.get("error") or {}) if call else {}
     valid = None if call is None else error.get("kind") not in INVALID
-    right_tool = tool == prompt.tool
+    right_tool = tool == prompt.tool and failure is None  # a turn that failed is wrong, even where no tool was due
     mismatched = [
         key for key, value in prompt.arguments.items() if key not in arguments or not same(value, arguments[key])
     ]
@@ -408,7 +408,12 @@ def run(half: str, llm: str, mode: str, *, as_json: bool, memory: bool = True) -
     if half not in (*HALVES, "both"):
         raise ValueError(f"--half {half!r}: use build, heldout or both")
     endpoint = endpoint_for(llm)
-    reports = [evaluate(h, endpoint, mode, memory=memory) for h in halves]
+
+    def progress(row: Score) -> None:  # one line per prompt on stderr, so a slow endpoint shows it is working
+        flags = ("v" if row.valid else "·" if row.valid is None else "-") + ("t" if row.right_tool else "-")
+        print(f"{row.id} {flags}{'a' if row.right_arguments else '-'} {row.latency_s:.2f}s", file=sys.stderr)
+
+    reports = [evaluate(h, endpoint, mode, memory=memory, on_score=progress) for h in halves]
     document = {"reports": reports}
     if as_json:
         print(json.dumps(document, indent=2, default=str))
