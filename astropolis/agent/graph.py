@@ -291,7 +291,10 @@ def _model(core: AgentCore, state: TurnState) -> dict[str, Any]:
         new.append(HumanMessage(state.get("question", "") + context, id=question_id))
     if steps >= MAX_STEPS:
         return {"messages": [*new, AIMessage("I stopped after the step limit; here is what the tools said.")]}
-    schemas = core.dispatcher.registry.llm_schemas(("read", "propose"))
+    registry = core.dispatcher.registry
+    # A small embedded model's context cannot hold the full descriptions (5,410 tokens measured vs 4,096).
+    small = bool(getattr(core.endpoint, "embedded", False))
+    schemas = registry.compact_schemas(("read", "propose")) if small else registry.llm_schemas(("read", "propose"))
     reply = core.endpoint.chat.bind_tools(schemas, tool_choice="auto").invoke(
         [SystemMessage(SYSTEM_PROMPT), *messages[-12:], *new]
     )
