@@ -3,7 +3,7 @@
     python -m astropolis.evals.agent_eval --half heldout --llm embedded            # router + model, as users get it
     python -m astropolis.evals.agent_eval --half both --llm embedded --mode native  # the native graph's first call
     python -m astropolis.evals.agent_eval --half both --llm embedded --mode model   # the model alone, no router
-    astropolis agent eval --llm none --json                                        # the router alone, as JSON
+    python -m astropolis.evals.agent_eval --llm none --json                        # the router alone, as JSON
 
 A small real city is built once in a temporary folder (astropolis/evals/agent_city.py); each prompt gets a fresh
 copy of it and a fresh session, so no answer depends on an earlier one. Modes: `constrained` scores the agent's

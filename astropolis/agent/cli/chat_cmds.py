@@ -20,7 +20,10 @@ from astropolis.settings import load_settings
 from astropolis.tools.site_tools import probe
 from astropolis.tools.sites import SiteRegistry, demo_sites
 
-agent_app = typer.Typer(help="The agent: its tools, its threads, and its evaluation.", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="The agent: its tools and its threads (its scores: python -m astropolis.evals.agent_eval).",
+    no_args_is_help=True,
+)
 
 ThreadOption = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread (resumes where it was).")]
 LlmOption = Annotated[
@@ -227,28 +230,3 @@ def history(thread: ThreadOption = "default", as_json: JsonFlag = False) -> None
             stdout.print(row["reply"], markup=False, highlight=False)
         if session.interrupted:
             stdout.print("[yellow]the last turn was interrupted; `astropolis ask` or `chat` finishes it[/]")
-
-
-@agent_app.command("eval")
-@handles_errors
-def evaluate(
-    half: Annotated[str, typer.Option("--half", help="build, heldout or both.")] = "both",
-    llm: Annotated[str, typer.Option("--llm", help="none (the router alone), embedded or remote.")] = "none",
-    mode: Annotated[
-        str,
-        typer.Option(
-            "--mode", help="constrained (the agent as a whole), native (the native graph) or model (the model alone)."
-        ),
-    ] = "constrained",
-    as_json: JsonFlag = False,
-) -> None:
-    """Score the agent on the shipped prompt sets: valid call, right tool, right arguments, latency."""
-    from astropolis.evals.agent_eval import run
-
-    if half not in ("build", "heldout", "both"):
-        raise CliInputError(f"--half {half!r}: use build, heldout or both")
-    if llm not in ("none", "embedded", "remote"):
-        raise CliInputError(f"--llm {llm!r}: use none, embedded or remote")
-    if mode not in ("constrained", "native", "model") or (mode != "constrained" and llm == "none"):
-        raise CliInputError(f"--mode {mode!r}: use constrained, or native or model with an LLM")
-    run(half, llm, mode, as_json=as_json)
