@@ -137,7 +137,7 @@ def _demo_faults(nights: dict[str, tuple[datetime, datetime]]) -> list[Fault]:
 # A supernova in M77 (NGC 1068), 21" east and 10" north of the nucleus, appearing five hours after the first
 # dusk: after La Palma's first epoch of M77 and before the second epoch, taken later in the night elsewhere.
 DEMO_SUPERNOVA = (40.67541, -0.01052, "SN 2026demo in M77")
-DEMO_SUPERNOVA_MAG = {"alpaca": 12.5, "indi": 12.5, "fake": -8.5}  # the fake sky counts in instrumental mags
+DEMO_SUPERNOVA_MAG = {"alpaca": 13.5, "indi": 13.5, "fake": -8.5}  # the fake sky counts in instrumental mags
 
 
 def _demo_sky_events(first_dusk: datetime, backend: str) -> list[SkyEvent]:
