@@ -10,7 +10,7 @@ from __future__ import annotations
 from astropolis.memory import JobState
 from astropolis.memory.jobs import TERMINAL_STATES
 from astropolis.tools.deps import ToolDeps
-from astropolis.tools.recall_tools import _separation_deg
+from astropolis.tools.scheduler_instance import separation_deg
 
 MATCH_ARCSEC = 5.0
 
@@ -39,7 +39,7 @@ def review_hypotheses(deps: ToolDeps, *, actor: str) -> list[str]:
                         continue
                     seen.append(product.id)
                     for c in product.output.get("candidates", []):
-                        close = _separation_deg(target.ra_deg, target.dec_deg, c["ra_deg"], c["dec_deg"])
+                        close = separation_deg(target.ra_deg, target.dec_deg, c["ra_deg"], c["dec_deg"])
                         if c.get("real") and close * 3600.0 <= MATCH_ARCSEC:
                             found.append(product.id)
         if found:

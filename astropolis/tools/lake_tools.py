@@ -105,7 +105,7 @@ def explain_frame(deps: ToolDeps, args: FrameRef) -> FrameExplanation:
     """Why a frame was (or was not) flagged: its quality report, other residents' verdicts, the jobs they filed."""
     frame = deps.lake.frame(args.id)
     products = deps.lake.products_of(frame.id)
-    verdicts = [_verdict(p) for p in products]
+    verdicts = [verdict_of(p) for p in products]
     product_ids = {p.id for p in products}
     jobs = [
         {"id": j.id, "kind": j.request.kind.value, "state": j.state.value, "product": j.request.origin.ref}
@@ -128,7 +128,8 @@ def _threshold(deps: ToolDeps, site: str) -> float:
     return 50.0
 
 
-def _verdict(product: Product) -> Verdict:
+def verdict_of(product: Product) -> Verdict:
+    """What a resident's product says, in one line and its key figures."""
     out = product.output
     name = f"{product.resident} {product.version}"
     if product.resident == "quality":

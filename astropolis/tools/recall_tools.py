@@ -14,6 +14,7 @@ from astropolis.tools.deps import ToolDeps
 from astropolis.tools.errors import OperatorError
 from astropolis.tools.job_tools import IDEMPOTENCY_KEY, NOTE, ProposeObservationInput, job_row, propose_observation
 from astropolis.tools.registry import Tool, ToolInput, ToolOutput
+from astropolis.tools.scheduler_instance import separation_deg
 from astropolis.tools.sky_tools import TargetInput
 
 EVIDENCE_ID = r"^((sha256:)?[0-9a-f]{4,64}|job:\d{1,9})$"
@@ -307,7 +308,7 @@ def about_target(deps: ToolDeps, args: TargetInput) -> TargetKnowledge:
             if product.resident != "transients" or product.inputs[0] != frame.id:
                 continue
             for c in product.output.get("candidates", []):
-                close = _separation_deg(ra, dec, c["ra_deg"], c["dec_deg"]) <= 2.0 / 60.0
+                close = separation_deg(ra, dec, c["ra_deg"], c["dec_deg"]) <= 2.0 / 60.0
                 if c.get("real") and close:
                     transients.append(
                         f"{product.id[:19]}: RA {c['ra_deg']:.5f} Dec {c['dec_deg']:+.5f}, "
@@ -316,7 +317,7 @@ def about_target(deps: ToolDeps, args: TargetInput) -> TargetKnowledge:
     jobs = []
     for job in deps.ledger.jobs():
         t = job.request.target
-        if t is not None and _separation_deg(ra, dec, t.ra_deg, t.dec_deg) <= 0.1:
+        if t is not None and separation_deg(ra, dec, t.ra_deg, t.dec_deg) <= 0.1:
             jobs.append(
                 f"job {job.id} {job.request.kind.value} {job.state.value}" + (f" at {job.site}" if job.site else "")
             )
@@ -351,15 +352,6 @@ def about_target(deps: ToolDeps, args: TargetInput) -> TargetKnowledge:
         memories=memories,
         hypotheses=hypotheses[:20],
     )
-
-
-def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    """Great-circle separation (haversine), degrees."""
-    import math
-
-    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
-    hav = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(hav))))
 
 
 TOOLS.append(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from astropolis.tools.deps import ToolDeps
-from astropolis.tools.lake_tools import LAKE_ID, Verdict, _verdict
+from astropolis.tools.lake_tools import LAKE_ID, Verdict, verdict_of
 from astropolis.tools.registry import Tool, ToolInput, ToolOutput
 
 
@@ -35,7 +35,7 @@ def run_resident(deps: ToolDeps, args: RunResidentInput) -> ResidentResult:
     runner = ResidentRunner(deps.lake, ledger=None, audit=deps.audit, clock=deps.clock, sites=deps.sites)
     inputs = [args.frame] if args.reference is None else [args.frame, args.reference]
     run = runner.run(args.resident, inputs, file_jobs=False)
-    return ResidentResult(created=run.created, verdict=_verdict(run.product))
+    return ResidentResult(created=run.created, verdict=verdict_of(run.product))
 
 
 TOOLS: list[Tool[Any, Any]] = [
