@@ -1,11 +1,13 @@
 """The quality resident: committed weights, byte-identical output, flags on simulated frames, a score that
-never rises with a defect's severity, refusal of bad input, real frames, and reobserve requests through the
-runner and ledger."""
+never rises with a defect's severity (the formula, a trail search that finds crossing trails, and ladders of
+rendered frames on fields the score was not tuned on), refusal of bad input, real frames, and reobserve requests
+through the runner and ledger."""
 
 from __future__ import annotations
 
 import itertools
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,12 @@ from astropolis.models import load_resident
 from astropolis.models.base import file_sha256, load_frame
 from astropolis.models.errors import BadInput, WeightsMismatch
 from astropolis.models.quality.dataset import FLAGS, examples
-from astropolis.models.quality.evaluation import LADDERS, ladder_scores, monotone_fields
+from astropolis.models.quality.evaluation import LADDERS, defects_at, ladder_scores, monotone_fields
+from astropolis.models.quality.features import Measurements, measure
+from astropolis.models.quality.meta import FrameMeta
 from astropolis.models.quality.model import predict
 from astropolis.models.quality.realframes import RealFrame, grade, m13_path, real_frames
+from astropolis.models.quality.report import penalties, score
 from astropolis.models.quality.resident import WEIGHTS, WEIGHTS_SHA256, QualityResident, assess
 from astropolis.models.quality.train import OFFSETS
 from astropolis.models.simulator import Defects, FieldSpec, render, to_fits_bytes
@@ -50,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.0.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.1.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -84,8 +89,6 @@ def test_a_clean_frame_scores_well_and_each_defect_raises_its_flag() -> None:
 
 
 def _frame(defects: Defects, **changes: float) -> tuple[np.ndarray, fits.Header]:
-    from dataclasses import replace
-
     frame = render(replace(FIELD, **changes), defects)
     return frame.data, frame.header
 
@@ -103,16 +106,96 @@ def test_flags_on_a_small_heldout_set(resident: QualityResident) -> None:
     assert (predicted == labels).mean() >= 0.95
 
 
-@pytest.mark.parametrize("defect", sorted(LADDERS))
-def test_score_falls_with_severity(resident: QualityResident, defect: str) -> None:
-    # The model card measures strict monotonicity on 32 fields (it is not strict everywhere: rungs past the
-    # point where a flag saturates wobble by a few points). Here: the worst rung scores below the clean frame,
-    # and no rung rises by more than the 8-point wobble the card reports at most for these defects.
-    for field in monotone_fields(2, seed=0):
+SEVERITIES = {  # Measurements fields that grow with a defect, and how far to push them
+    "cloud_gradient_pct": (0.0, 60.0),
+    "seeing_arcsec": (0.5, 15.0),
+    "elongation": (1.0, 4.0),
+    "trail_strength": (0.0, 400.0),
+    "hot_pixels_per_area": (0.0, 500.0),
+    "hot_columns": (0, 6),
+}
+
+
+@pytest.fixture(scope="module")
+def measured() -> Measurements:
+    frame = render(FIELD)
+    return measure(frame.data, FrameMeta.from_header(frame.header))
+
+
+@pytest.mark.parametrize("severity", sorted(SEVERITIES))
+def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, severity: str) -> None:
+    # For any flag probabilities, a worse measurement of one defect never lifts the score, and the flag
+    # probabilities below the gate (the model's wobble on frames without the defect) leave the score alone.
+    rng = np.random.default_rng(5)
+    low, high = SEVERITIES[severity]
+    steps = np.linspace(low, high, 41)
+    for _ in range(20):
+        probabilities = dict(zip(FLAGS, rng.uniform(0, 1, len(FLAGS)) ** 3, strict=True))
+        base = {name: float(rng.uniform(*SEVERITIES[name])) for name in SEVERITIES}
+        scores = []
+        for value in steps:
+            fields = {**base, severity: int(value) if severity == "hot_columns" else float(value)}
+            scores.append(score(probabilities, replace(measured, **fields)))
+        assert all(b <= a for a, b in itertools.pairwise(scores)), (severity, scores)
+    quiet = replace(measured, cloud_gradient_pct=4.0, elongation=1.3, seeing_arcsec=3.0)
+    wobbles = {score({**dict.fromkeys(FLAGS, 0.0), name: p}, quiet) for name in FLAGS for p in (0.0, 0.05, 0.099)}
+    assert len(wobbles) == 1
+    assert score(dict.fromkeys(FLAGS, 0.0), replace(measured, point_sources=0)) < 10  # no stars: no use
+
+
+def test_losing_stars_or_the_psf_never_lifts_the_score(measured: Measurements) -> None:
+    # Clouds, focus and tracking take stars away until the PSF cannot be measured: neither may raise the score.
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        probabilities = dict(zip(FLAGS, rng.uniform(0, 1, len(FLAGS)) ** 3, strict=True))
+        frame = replace(
+            measured,
+            seeing_arcsec=float(rng.uniform(0.5, 15.0)),
+            elongation=float(rng.uniform(1.0, 4.0)),
+            point_sources=int(rng.integers(0, 40)),
+        )
+        fewer = [score(probabilities, replace(frame, point_sources=n)) for n in range(frame.point_sources, -1, -1)]
+        assert all(b <= a for a, b in itertools.pairwise(fewer)), fewer
+        blind = replace(frame, seeing_arcsec=None, fwhm_px=None, elongation=None)
+        assert score(probabilities, blind) <= score(probabilities, frame)
+
+
+def test_two_crossing_satellite_trails_are_both_found() -> None:
+    # A field with two galaxies where sep merges two crossing trails into one galaxy's segment: the line search
+    # of the features misses them; the trail search behind the score finds each (and the score keeps falling).
+    field = monotone_fields(16, seed=0)[14]
+    found = [
+        measure(f.data, FrameMeta.from_header(f.header))
+        for f in (render(field, defects_at("satellite_trails", n, field)) for n in (1, 2))
+    ]
+    assert (found[0].trail_count, found[1].trail_count) == (1, 2)
+    assert found[1].trail_strength > found[0].trail_strength
+    clean = dict.fromkeys(FLAGS, 0.0)
+    assert penalties(clean, found[1])["trail"] > penalties(clean, found[0])["trail"] > 0
+
+
+@pytest.mark.parametrize("defect", ["clouds", "satellite_trails"])
+def test_score_never_rises_on_two_fresh_fields(resident: QualityResident, defect: str) -> None:
+    # Fields of a seed the score was not tuned on (tuning used seed 0); every rung at or below the one before.
+    for field in monotone_fields(2, seed=3):
         scores = ladder_scores(resident._net, field, defect)
-        assert max(b - a for a, b in itertools.pairwise(scores)) <= 8.0, scores
-        if defect != "cosmic_rays":  # cosmic rays are a nuisance, not a flag: they may leave the score alone
-            assert scores[-1] < scores[0], scores
+        assert all(b <= a for a, b in itertools.pairwise(scores)), scores
+        assert scores[-1] < scores[0], scores
+
+
+@pytest.mark.slow
+def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
+    # The model card's check in small: 3 fields of another seed, every defect. The card measures 251 of 256
+    # held-out ladders never rising (the learned gates can close on sparse fields); here at most one of 24 may
+    # rise, and every ladder's worst rung scores below its clean frame.
+    rising = []
+    for defect in sorted(LADDERS):
+        for field in monotone_fields(3, seed=4):
+            scores = ladder_scores(resident._net, field, defect)
+            assert scores[-1] < scores[0], (defect, scores)
+            if any(b > a for a, b in itertools.pairwise(scores)):
+                rising.append((defect, scores))
+    assert len(rising) <= 1, rising
 
 
 def test_bad_input_is_refused() -> None:

@@ -7,13 +7,23 @@ that one model serves cameras of any gain, scale and exposure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from astropolis.models.quality.artefacts import LineStats, hot_columns, line_stats, sharp_pixels
 from astropolis.models.quality.meta import FrameMeta
-from astropolis.models.quality.sources import PsfStats, cosmic_ray_mask, count_stars, detect, psf_stats
+from astropolis.models.quality.sources import (
+    PsfStats,
+    Sources,
+    aperture_snr,
+    cosmic_ray_mask,
+    count_stars,
+    detect,
+    point_sources,
+    psf_stats,
+)
+from astropolis.models.quality.trails import TrailStats, trails
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_sky",
@@ -51,6 +61,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_saturated_groups",
 )
 REFERENCE_AREA = 512 * 512  # counts of defects are normalised to a 512x512 frame
+TRAIL_REACH_PX = 6.0  # sources this close to a trail are fragments of it, not stars
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,12 @@ class Measurements:
     hot_pixel_candidates: int
     hot_columns: int
     line_z: float
+    hot_pixels_per_area: float  # single sharp pixels per 512x512 pixels
+    cloud_gradient_pct: float  # sky gradient with the trails' light left out of the background
+    detector_columns: int  # hot columns that are not a near-vertical trail
+    trail_strength: float  # summed strength of every trail-like line (0: none)
+    trail_count: int  # how many lines count as trails
+    point_sources: int  # S/N >= 10 sources that are neither hits, hot pixels nor pieces of a trail
 
 
 def saturation_level(data: np.ndarray, meta: FrameMeta) -> float:
@@ -147,11 +164,16 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
 
     sources = detect(sub, rms, saturated, meta, cosmic_ray_mask(image, sub, rms, saturation, meta))
     psf: PsfStats = psf_stats(sub, sources, back, saturation, rms)
-    stars = count_stars(sub, sources, rms, meta.gain_e_per_adu, psf.fwhm_px)
+    snr = aperture_snr(sub, sources, rms, meta.gain_e_per_adu, psf.fwhm_px)
+    stars = count_stars(sources, snr)
     singles, multis = sharp_pixels(sub, rms, saturated)
-    column_z, columns = hot_columns(sub, rms, sources.segmentation | saturated)
+    column_z, columns, column_x = hot_columns(sub, rms, sources.segmentation | saturated)
     lines: LineStats = line_stats(sub, rms, sources, saturated)
     coarse: LineStats = line_stats(sub, rms, sources, saturated, target=128)
+    found: TrailStats = trails(sub, rms, sources, saturated, column_x)
+    evidence = _evidence(image, saturated, sources, snr, found, column_x, gradient, sky)
+    # The report's PSF leaves out trail pieces and an aircraft's strobes (the features keep the model's inputs).
+    shown = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
     n_saturated, saturated_groups = _saturation(saturated)
 
     scale = meta.pixel_scale_arcsec
@@ -202,15 +224,60 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         background_rms_adu=rms,
         sky_adu=sky,
         sky_gradient_pct=100.0 * gradient / sky,
+        cloud_gradient_pct=evidence.cloud_gradient_pct,
         star_count=stars,
-        fwhm_px=fwhm,
-        seeing_arcsec=fwhm * scale if fwhm and scale else None,
-        elongation=psf.elongation,
+        fwhm_px=shown.fwhm_px,
+        seeing_arcsec=shown.fwhm_px * scale if shown.fwhm_px and scale else None,
+        elongation=shown.elongation,
         saturated_pixels=n_saturated,
         hot_pixel_candidates=singles,
         hot_columns=columns,
         line_z=lines.z,
+        hot_pixels_per_area=singles * area_scale,
+        trail_strength=found.strength,
+        trail_count=found.count,
+        point_sources=evidence.point_sources,
+        detector_columns=evidence.detector_columns,
     )
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    cloud_gradient_pct: float
+    detector_columns: int
+    point_sources: int
+    sources: Sources  # the sources with those near a trail marked as hits (for a PSF without trail pieces)
+
+
+def _evidence(
+    image: np.ndarray,
+    saturated: np.ndarray,
+    sources: Sources,
+    snr: np.ndarray,
+    found: TrailStats,
+    column_x: np.ndarray,
+    gradient: float,
+    sky: float,
+) -> _Evidence:
+    """The severities the score reads that the features do not: the sky's gradient without the trails' light in
+    the background (a trail tilts the mesh like a cloud), the hot columns that are not a trail running down a
+    column, and the point sources that are neither hits, hot pixels nor pieces of trails or hot columns."""
+    height, width = image.shape
+    detector = [x for x in column_x if not found.runs_down(float(x), height, TRAIL_REACH_PX)]
+    if found.count:
+        ys, xs = np.mgrid[0:height, 0:width]
+        lines = found.near(xs.ravel().astype(np.float64), ys.ravel().astype(np.float64), 2 * TRAIL_REACH_PX)
+        back, _, box = _background(image, saturated | lines.reshape(height, width))
+        coefficients, _ = _sky_model(back, box)
+        gradient = float(math.hypot(coefficients[1], coefficients[2]))
+    points, clean = 0, sources
+    if sources.count:
+        x = sources.objects["x"]
+        on_column = np.isin(np.rint(x).astype(np.int64), np.concatenate([column_x - 1, column_x, column_x + 1]))
+        on_trail = found.near(x, sources.objects["y"], TRAIL_REACH_PX)
+        points = point_sources(sources, snr, image.shape, on_trail | on_column)
+        clean = replace(sources, cosmic=sources.cosmic | on_trail)
+    return _Evidence(100.0 * gradient / sky, len(detector), points, clean)
 
 
 def _saturation(saturated: np.ndarray) -> tuple[int, int]:

@@ -1,33 +1,63 @@
 """The quality resident's output and how its 0-100 score is made.
 
-score = 100 x prod_k (1 - W_k p_k) x g_seeing x g_elongation x g_stars, rounded to 0.1, where p_k are the
-model's flag probabilities and the g terms are fixed, monotone penalties on measured quantities (they make the
-score fall smoothly with seeing, elongation and lost stars, even where a flag's probability has saturated).
+score = 100 x prod_k (1 - P_k), rounded to 0.1: one penalty per defect, each a non-decreasing function of one
+measured severity, so that the score can only fall as a defect grows:
+
+    clouds     0.75 g(p_clouds) sat((sky gradient % - 3.5) / 4)    (the trails' light left out of the mesh)
+    PSF        0.60 without a measurable PSF or with fewer than 6 point sources (a PSF from a few stars is noise,
+               and a hot pixel or a strobe can make one), else max(focus, tracking)
+      focus    0.60 lin(FWHM": 2 -> 0.6, 10 -> 1) max(g(p_bad_focus), ramp(FWHM", 4.6, 6))
+      tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_tracking), ramp(a/b, 1.45, 1.75))
+    trail      0.50 s / (s + 60)             s: summed strength over 16 of every line the multi-line search finds
+    hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
+    no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
+
+with sat(x) = 1 - exp(-max(x, 0)), ramp(x, a, b) = clip((x - a) / (b - a), 0, 1), lin(...) piecewise linear
+through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2).
+The learned probability p only opens a gate (a galaxy or a cluster's glow tilts the sky like a cloud does; only
+the model tells them apart), and so does a severity too large to be anything else; how much the score falls is
+the measured severity's, which keeps rising where p has long saturated. Closed gates and dead zones keep the other
+flags' wobble out of the score: on a clean, star-rich frame of seeing under 4.6" the score is 100. Losing the PSF
+measurement can only raise the penalty (0.60 is the PSF term's largest value), so a defect that smears the stars
+away cannot lift the score. Saturation does not lower the score (a property of the exposure).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from astropolis.models.base import Output, rounded
 from astropolis.models.quality.dataset import FLAGS
 from astropolis.models.quality.features import Measurements
 
-# How much each flag, when certain, takes off the score (1 - W).
-FLAG_WEIGHTS: dict[str, float] = {
-    "clouds": 0.55,
-    "bad_focus": 0.5,
-    "tracking": 0.5,
-    "trail": 0.25,
-    "hot_pixels": 0.15,
-    "saturated": 0.1,
-    "low_star_count": 0.5,
-}
-GOOD_SEEING_ARCSEC = 2.0
-ROUND_ELONGATION = 1.1
-ENOUGH_STARS = 20
+GATE = (0.1, 0.2)  # a flag probability opens its penalty's gate from 0.1 and fully at 0.2
+CLOUDS = {"weight": 0.75, "dead_pct": 3.5, "scale_pct": 4.0}  # galaxies tilt the mesh by up to ~3.5 %
+# Severity (0..1) as a piecewise-linear function of the measurement through these points; the gate opens with the
+# flag or, regardless of it, along "opens".
+FOCUS = {"weight": 0.6, "severity": ((2.0, 0.6), (10.0, 1.0)), "opens": (4.6, 6.0)}
+TRACKING = {"weight": 0.6, "severity": ((1.05, 0.0), (1.35, 0.6), (2.3, 1.0)), "opens": (1.45, 1.75)}
+PSF_UNJUDGED = 0.6  # no PSF to judge: as bad as the PSF term gets
+SPARSE = (5.999, 6.0)  # fewer than 6 point sources: the PSF term is PSF_UNJUDGED (a PSF from a
+# few stars is noise, and a hot pixel or a strobe can make one)
+TRAIL = {"weight": 0.5, "half": 60.0}
+HOT = {"weight": 0.25, "half": 150.0, "per_column": 30.0}
+NO_STARS = {"weight": 0.85, "enough": 2.0}
+
+
+def _sat(x: float) -> float:
+    return 1.0 - math.exp(-max(x, 0.0))
+
+
+def _ramp(x: float, low: float, high: float) -> float:
+    return min(1.0, max(0.0, (x - low) / (high - low)))
+
+
+def _gate(p: float) -> float:
+    return _ramp(p, *GATE)
 
 
 class QualityFlag(Output):
@@ -58,17 +88,40 @@ class QualityReport(Output):
         return [flag.name for flag in self.flags if flag.raised]
 
 
+def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[str, float]:
+    """Each defect's penalty (0: absent, towards 1: ruins the frame); see the module docstring."""
+    tilt = _sat((measured.cloud_gradient_pct - CLOUDS["dead_pct"]) / CLOUDS["scale_pct"])
+    out = {"clouds": CLOUDS["weight"] * _gate(probabilities["clouds"]) * tilt}
+    # The plate scale turns the FWHM into arcsec; without one, pixels stand in for arcsec.
+    width = measured.seeing_arcsec if measured.seeing_arcsec is not None else measured.fwhm_px
+    elongation = measured.elongation
+    floor = PSF_UNJUDGED * (1.0 - _ramp(measured.point_sources, *SPARSE))
+    if width is None or elongation is None:
+        out["psf"] = PSF_UNJUDGED
+    else:
+        focus = _psf(FOCUS, probabilities["bad_focus"], width)
+        out["psf"] = max(floor, focus, _psf(TRACKING, probabilities["tracking"], elongation))
+    strength = measured.trail_strength
+    out["trail"] = TRAIL["weight"] * strength / (strength + TRAIL["half"])
+    hot = measured.hot_pixels_per_area + HOT["per_column"] * measured.detector_columns
+    out["hot_pixels"] = HOT["weight"] * hot / (hot + HOT["half"])
+    out["no_stars"] = NO_STARS["weight"] * (1.0 - min(1.0, measured.point_sources / NO_STARS["enough"]))
+    return out
+
+
+def _psf(terms: dict[str, Any], probability: float, value: float) -> float:
+    """A PSF penalty: its size from the measurement, its gate opened by the flag or by a value too large to be
+    anything else (where the model's say no longer matters)."""
+    xs, ys = zip(*terms["severity"], strict=True)
+    severity = float(np.interp(value, xs, ys))
+    return float(terms["weight"] * severity * max(_gate(probability), _ramp(value, *terms["opens"])))
+
+
 def score(probabilities: dict[str, float], measured: Measurements) -> float:
     """The 0-100 score of a frame from its flag probabilities and measurements."""
     value = 100.0
-    for name, weight in FLAG_WEIGHTS.items():
-        value *= 1.0 - weight * probabilities[name]
-    seeing = measured.seeing_arcsec if measured.seeing_arcsec is not None else measured.fwhm_px
-    if seeing is not None:
-        value *= min(1.0, max(0.5, 1.0 - 0.06 * max(0.0, seeing - GOOD_SEEING_ARCSEC)))
-    if measured.elongation is not None:
-        value *= min(1.0, max(0.5, 1.0 - 0.25 * max(0.0, measured.elongation - ROUND_ELONGATION)))
-    value *= 0.4 + 0.6 * math.sqrt(min(1.0, measured.star_count / ENOUGH_STARS))
+    for penalty in penalties(probabilities, measured).values():
+        value *= 1.0 - penalty
     return rounded(min(100.0, max(0.0, value)), 1)
 
 

@@ -66,7 +66,7 @@ class QualityResident(Resident[QualityReport]):
     """Grades every frame; frames below the site's quality threshold are proposed for re-observation."""
 
     name = "quality"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: the score is made of per-defect penalties that never rise with severity
     input_kind = "frame"
     output_model = QualityReport
 

@@ -16,6 +16,8 @@ MAX_PSF_STARS = 300
 CR_SIGCLIP = 4.5  # L.A.Cosmic Laplacian-to-noise limit
 CR_OBJLIM = 5.0  # L.A.Cosmic contrast limit that protects stars' cores
 CR_LIGHT_SHARE = 0.5  # a source with more than this share of its light in flagged pixels is a hit
+HIT_LIGHT_SHARE = 0.9  # ... for the score's point-source count: undersampled stars keep more than 10% unflagged
+HOT_PIXEL_SHARP = 0.9  # 1 - (mean of the peak's 4 neighbours) / peak at or above this: a single hot pixel
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Sources:
     stars: int
     long_objects: int
     cosmic: np.ndarray  # bool per object: most of its light is in pixels L.A.Cosmic flags (a hit, not a star)
+    labels: np.ndarray  # int: sep's segmentation map (object i has label i + 1, 0 is sky)
+    cosmic_share: np.ndarray  # per object: the share of its light in pixels L.A.Cosmic flags
 
 
 @dataclass(frozen=True)
@@ -87,15 +91,17 @@ def cosmic_ray_mask(image: np.ndarray, sub: np.ndarray, rms: float, saturation: 
     return np.asarray(mask, dtype=bool)
 
 
-def _cosmic(sub: np.ndarray, segmentation: np.ndarray, count: int, mask: np.ndarray | None) -> np.ndarray:
-    """Per object: is most of its light in flagged pixels?"""
+def _cosmic(
+    sub: np.ndarray, segmentation: np.ndarray, count: int, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per object: (is most of its light in flagged pixels?, the share of its light in flagged pixels)."""
     if mask is None:
-        return np.zeros(count, dtype=bool)
+        return np.zeros(count, dtype=bool), np.zeros(count)
     light = np.clip(sub, 0.0, None).ravel()
     labels = np.asarray(segmentation).ravel()
-    total = np.bincount(labels, weights=light, minlength=count + 1)
-    flagged = np.bincount(labels, weights=light * mask.ravel(), minlength=count + 1)
-    return np.asarray(flagged[1 : count + 1] > CR_LIGHT_SHARE * np.maximum(total[1 : count + 1], 1e-12))
+    total = np.maximum(np.bincount(labels, weights=light, minlength=count + 1)[1 : count + 1], 1e-12)
+    flagged = np.bincount(labels, weights=light * mask.ravel(), minlength=count + 1)[1 : count + 1]
+    return np.asarray(flagged > CR_LIGHT_SHARE * total), np.asarray(flagged / total)
 
 
 def detect(
@@ -108,8 +114,9 @@ def detect(
     count = len(objects)
     if count == 0:
         empty = np.zeros(sub.shape, dtype=bool)
-        return Sources(objects, empty, empty, np.zeros(0), np.zeros(0), 0, 0, 0, np.zeros(0, dtype=bool))
-    cosmic = _cosmic(sub, segmentation, count, cosmic_mask)
+        none = np.zeros(0)
+        return Sources(objects, empty, empty, none, none, 0, 0, 0, none > 0, np.zeros(sub.shape, np.int32), none)
+    cosmic, share = _cosmic(sub, segmentation, count, cosmic_mask)
     gain = meta.gain_e_per_adu
     noise2 = objects["npix"] * rms**2 + (np.clip(objects["flux"], 0, None) / gain if gain else 0.0)
     snr = objects["flux"] / np.sqrt(np.maximum(noise2, 1e-12))
@@ -130,17 +137,17 @@ def detect(
     compact_ids = np.flatnonzero(hidden) + 1
     segmentation = np.asarray(segmentation)
     compact = np.isin(segmentation, compact_ids) if compact_ids.size < count else segmentation > 0
-    return Sources(objects, segmentation > 0, compact, snr, sharp, count, stars, long_objects, cosmic)
+    found = (snr, sharp, count, stars, long_objects, cosmic, segmentation, share)
+    return Sources(objects, segmentation > 0, compact, *found)
 
 
-def count_stars(sub: np.ndarray, sources: Sources, rms: float, gain: float | None, fwhm: float | None) -> int:
-    """Sources that are not single sharp pixels and reach S/N 10 in a near-optimal aperture (radius 0.7 FWHM),
-    the same S/N definition the simulator's truth uses."""
+def aperture_snr(sub: np.ndarray, sources: Sources, rms: float, gain: float | None, fwhm: float | None) -> np.ndarray:
+    """Per source: S/N in a near-optimal aperture (radius 0.7 FWHM), the S/N definition the simulator's truth uses."""
     import sep
 
     objects = sources.objects
     if len(objects) == 0:
-        return 0
+        return np.zeros(0)
     if fwhm is None:
         sizes = np.sqrt(objects["a"] * objects["b"])[(sources.snr >= 5) & ~sources.cosmic]
         fwhm = 2.355 * float(np.median(sizes)) if sizes.size else 3.0
@@ -148,8 +155,27 @@ def count_stars(sub: np.ndarray, sources: Sources, rms: float, gain: float | Non
     flux, error, _ = sep.sum_circle(
         np.ascontiguousarray(sub), objects["x"], objects["y"], radius, err=rms, gain=gain or 1.0, subpix=5
     )
-    snr = flux / np.maximum(error, 1e-12)
+    return np.asarray(flux / np.maximum(error, 1e-12))
+
+
+def count_stars(sources: Sources, snr: np.ndarray) -> int:
+    """Sources that reach S/N 10 in the aperture and are neither single sharp pixels nor cosmic-ray hits."""
     return int(np.count_nonzero((snr >= STAR_SNR) & (sources.sharp < 0.7) & ~sources.cosmic))
+
+
+def point_sources(sources: Sources, snr: np.ndarray, shape: tuple[int, int], excluded: np.ndarray) -> int:
+    """Sources at S/N >= 10 that are not hits, not single hot pixels, not on the frame's edge and not `excluded`
+    (near a trail): a count for the score that a defocused or trailed frame cannot inflate. Unlike `count_stars`
+    it keeps stars whose sharp cores L.A.Cosmic partly flags (undersampled stars at best focus): only sources
+    with nearly all their light in flagged pixels are hits."""
+    objects = sources.objects
+    if len(objects) == 0:
+        return 0
+    height, width = shape
+    x, y = objects["xpeak"], objects["ypeak"]
+    inner = (x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)
+    real = (sources.cosmic_share < HIT_LIGHT_SHARE) & (sources.sharp < HOT_PIXEL_SHARP)
+    return int(np.count_nonzero((snr >= STAR_SNR) & real & inner & ~excluded))
 
 
 def psf_stats(sub: np.ndarray, sources: Sources, back: np.ndarray, saturation: float, rms: float) -> PsfStats:
