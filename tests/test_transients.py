@@ -94,6 +94,23 @@ def test_triplets_are_centred_normalised_and_padded() -> None:
     assert stamps[0, 0, centre, centre] == pytest.approx(np.arcsinh(10.0))  # 300 / (10 · 3)
     assert stamps[0, 1, centre, centre] == pytest.approx(np.arcsinh(5.0))
     assert np.all(stamps[1, :, :, : centre - 2] == 0.0)  # off the frame's left edge: zero padding
+    raw = np.zeros_like(image)
+    raw[20, 30] = 600.0
+    four = triplets(image, image * 0.5, image, 10.0, np.array([30.2]), np.array([19.6]), raw=raw)
+    assert four.shape == (1, 4, STAMP_SIZE, STAMP_SIZE)
+    assert np.array_equal(four[:, :3], stamps[:1])  # the unconvolved frame only adds a channel
+    assert four[0, 3, centre, centre] == pytest.approx(np.arcsinh(20.0))
+
+
+def test_training_pairs_get_extra_transients_and_held_out_pairs_do_not() -> None:
+    from astropolis.models.transients.dataset import simulate
+
+    _, train_new = simulate("train", 3, size=256)
+    _, test_new = simulate("test", 3, size=256)
+    assert 5 <= len(train_new.truth["transients"]) <= 16
+    assert 2 <= len(test_new.truth["transients"]) <= 8
+    again = simulate("test", 3, size=256)[1]
+    assert np.array_equal(again.data, test_new.data)  # a pure function of (split, index, size)
 
 
 def _frame_bytes(frame: Any, *, data: np.ndarray | None = None, drop: tuple[str, ...] = (), **cards: Any) -> bytes:

@@ -20,10 +20,13 @@ from astropolis.models.errors import BadInput
 from astropolis.models.transients.cnn import CLASSES
 from astropolis.models.transients.diff import mask_of
 from astropolis.models.transients.pipeline import Analysis, analyse
-from astropolis.models.transients.stamps import cosmic_ray_flags
+from astropolis.models.transients.stamps import STAMP_CHANNELS, STAMP_SIZE, cosmic_ray_flags
 
 SPLIT_STREAMS = {"train": 1, "validation": 2, "test": 3}
 HOLDOUT_RA_DEG = (0.0, 60.0)  # only "test" fields are centred here
+# Training pairs get these extra transients: the faint end (S/N 10-15) is where recall is lost, and transients
+# on galaxies or next to trails and defects are where the network errs; more of them per pair costs little.
+TRAIN_EXTRA: dict[str, Any] = {"snr_range": (7.0, 25.0), "count": (3, 8), "on_galaxy": 0.5}
 REAL, COSMIC_RAY, BAD_PIXEL, TRAIL, ARTEFACT = range(len(CLASSES))
 
 
@@ -31,7 +34,7 @@ REAL, COSMIC_RAY, BAD_PIXEL, TRAIL, ARTEFACT = range(len(CLASSES))
 class PairExamples:
     """What one simulated pair yields: labelled triplets and, per injected transient, whether it was found."""
 
-    stamps: np.ndarray  # (n, 3, S, S) float16
+    stamps: np.ndarray  # (n, STAMP_CHANNELS, S, S) float16
     labels: np.ndarray  # (n,) int8 indices into CLASSES
     snr: np.ndarray  # (n,) detection S/N on the difference
     cr_flag: np.ndarray  # (n,) astroscrappy's cosmic-ray flag
@@ -62,8 +65,15 @@ def _offset(ra: float, dec: float, dx_arcsec: float, dy_arcsec: float) -> tuple[
     return (ra + dx_arcsec / 3600.0 / max(math.cos(math.radians(new_dec)), 1e-6)) % 360.0, new_dec
 
 
-def draw_transients(rng: np.random.Generator, spec: Any, snr_range: tuple[float, float] = (4.0, 60.0)) -> list[Any]:
-    """2-8 transients, S/N log-uniform in `snr_range`, 40 % on a galaxy of the field when there is one."""
+def draw_transients(
+    rng: np.random.Generator,
+    spec: Any,
+    snr_range: tuple[float, float] = (4.0, 60.0),
+    count: tuple[int, int] = (2, 8),
+    on_galaxy: float = 0.4,
+) -> list[Any]:
+    """`count` (inclusive) transients, S/N log-uniform in `snr_range`, a share `on_galaxy` of them on a galaxy of
+    the field when there is one."""
     from astropolis.models.simulator import Transient
     from astropolis.models.simulator.galaxies import galaxies_in_cone
 
@@ -75,9 +85,9 @@ def draw_transients(rng: np.random.Generator, spec: Any, snr_range: tuple[float,
         and abs(g.dec_deg - spec.dec_deg) * 3600 < half_arcsec
     ]
     made = []
-    for _ in range(int(rng.integers(2, 9))):
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
         snr = float(math.exp(rng.uniform(math.log(snr_range[0]), math.log(snr_range[1]))))
-        if galaxies and rng.uniform() < 0.4:
+        if galaxies and rng.uniform() < on_galaxy:
             host = galaxies[int(rng.integers(0, len(galaxies)))]
             reach = 60.0 * host.major_arcmin * 0.3 * rng.uniform() ** 0.5
             angle = rng.uniform(0, 2 * math.pi)
@@ -110,7 +120,10 @@ def draw_defects(rng: np.random.Generator) -> tuple[Any, Any]:
 
 
 def simulate(split: str, index: int, size: int = 512) -> tuple[Any, Any]:
-    """The (reference, new) SimFrames of one pair of a split: a pure function of (split, index, size)."""
+    """The (reference, new) SimFrames of one pair of a split: a pure function of (split, index, size).
+
+    Training pairs carry TRAIN_EXTRA more transients, drawn from their own stream so that validation and test
+    pairs are exactly what they were."""
     from astropolis.models.simulator import render_pair
 
     rng = np.random.default_rng([20261125, SPLIT_STREAMS[split], index])
@@ -118,6 +131,9 @@ def simulate(split: str, index: int, size: int = 512) -> tuple[Any, Any]:
     transients = draw_transients(rng, spec)
     reference_defects, new_defects = draw_defects(rng)
     shift = float(rng.choice([1.0, 3.0, 10.0, 30.0]) * rng.uniform(0.5, 1.5))
+    if split == "train":
+        extra = np.random.default_rng([20261125, SPLIT_STREAMS[split], index, 1])
+        transients += draw_transients(extra, spec, **TRAIN_EXTRA)
     return render_pair(
         spec,
         transients=transients,
@@ -196,9 +212,8 @@ def pair_examples(split: str, index: int, size: int = 512) -> PairExamples:
     try:
         result = run_pipeline(reference, new)
     except BadInput as error:
-        side = 31
         return PairExamples(
-            np.zeros((0, 3, side, side), np.float16),
+            np.zeros((0, STAMP_CHANNELS, STAMP_SIZE, STAMP_SIZE), np.float16),
             np.zeros(0, np.int8),
             np.zeros(0),
             np.zeros(0, bool),
