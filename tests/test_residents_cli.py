@@ -48,7 +48,7 @@ def test_run_stores_one_product_and_files_the_job(home: Path, tmp_path: Path) ->
     assert first["created"] is True and first["product"]["inputs"] == [new_id, reference_id]
     assert first["product"]["output"]["real_candidates"] >= 1
     # One observe job per candidate called real, most likely first: the injected transient, plus any residual of
-    # M77 the network lets through (transients 1.1.0 calls one there at p 0.71, S/N 6).
+    # M77 the network lets through (1.1.0 called the nucleus real at p 0.71, S/N 6; 1.2.0 gives it 0.47).
     kinds = [job["kind"] for job in first["jobs"]]
     assert kinds and set(kinds) == {"observe"} and len(kinds) == first["product"]["output"]["real_candidates"]
     best = first["product"]["output"]["candidates"][0]

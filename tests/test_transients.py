@@ -236,3 +236,21 @@ def test_benchmark_times_and_finds_injected_transients() -> None:
     row = imaging(512, baseline=False, repeats=1)
     assert row["size"] == 512 and row["seconds"] > 0 and row["cpu_seconds"] > 0
     assert row["recall_snr10"] >= 0.85 and row["detections"] >= 20
+
+
+def test_a_share_of_training_pairs_is_centred_on_a_bright_galaxy_outside_the_held_out_band() -> None:
+    from astropolis.models.transients.dataset import BRIGHT_GALAXY, _in_holdout, bright_galaxies, simulate
+
+    pool = bright_galaxies(BRIGHT_GALAXY["max_mag"], False)
+    assert len(pool) > 300 and not any(_in_holdout(g.ra_deg) for g in pool)
+    reference, _ = simulate("train", 1, size=256)  # pair 1 of the train split is a bright-galaxy pair
+    field = reference.truth["field"]
+    reach = 0.3 * 256 * field.pixel_scale_arcsec  # bright_galaxy_field: within a quarter frame of the centre
+    cos_dec = np.cos(np.radians(field.dec_deg))
+    near = [
+        g
+        for g in pool
+        if 3600 * np.hypot(((g.ra_deg - field.ra_deg + 180) % 360 - 180) * cos_dec, g.dec_deg - field.dec_deg) < reach
+    ]
+    assert near and not _in_holdout(field.ra_deg)
+    assert 2 <= len(simulate("test", 1, size=256)[1].truth["transients"]) <= 8  # held-out pairs are unchanged
