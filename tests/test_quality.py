@@ -112,7 +112,7 @@ SEVERITIES = {  # Measurements fields that grow with a defect, and how far to pu
     "elongation": (1.0, 4.0),
     "trail_strength": (0.0, 400.0),
     "hot_pixels_per_area": (0.0, 500.0),
-    "hot_columns": (0, 6),
+    "detector_columns": (0, 6),
 }
 
 
@@ -129,14 +129,17 @@ def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, 
     rng = np.random.default_rng(5)
     low, high = SEVERITIES[severity]
     steps = np.linspace(low, high, 41)
+    falls = 0
     for _ in range(20):
         probabilities = dict(zip(FLAGS, rng.uniform(0, 1, len(FLAGS)) ** 3, strict=True))
         base = {name: float(rng.uniform(*SEVERITIES[name])) for name in SEVERITIES}
         scores = []
         for value in steps:
-            fields = {**base, severity: int(value) if severity == "hot_columns" else float(value)}
+            fields = {**base, severity: int(value) if severity == "detector_columns" else float(value)}
             scores.append(score(probabilities, replace(measured, **fields)))
         assert all(b <= a for a, b in itertools.pairwise(scores)), (severity, scores)
+        falls += scores[-1] < scores[0]
+    assert falls > 0, f"the score never reads {severity}"  # each severity really moves the score
     quiet = replace(measured, cloud_gradient_pct=4.0, elongation=1.3, seeing_arcsec=3.0)
     wobbles = {score({**dict.fromkeys(FLAGS, 0.0), name: p}, quiet) for name in FLAGS for p in (0.0, 0.05, 0.099)}
     assert len(wobbles) == 1
