@@ -41,8 +41,8 @@ CLOUDS = {"weight": 0.75, "dead_pct": 3.5, "scale_pct": 4.0}  # galaxies tilt th
 FOCUS = {"weight": 0.6, "severity": ((2.0, 0.6), (10.0, 1.0)), "opens": (4.6, 6.0)}
 TRACKING = {"weight": 0.6, "severity": ((1.05, 0.0), (1.35, 0.6), (2.3, 1.0)), "opens": (1.45, 1.75)}
 PSF_UNJUDGED = 0.6  # no PSF to judge: as bad as the PSF term gets
-SPARSE = (5.999, 6.0)  # fewer than 6 point sources: the PSF term is PSF_UNJUDGED (a PSF from a
-# few stars is noise, and a hot pixel or a strobe can make one)
+MIN_PSF_SOURCES = 6  # with fewer point sources the PSF term is PSF_UNJUDGED (a PSF from a few stars is noise,
+# and a hot pixel or a strobe can make one)
 TRAIL = {"weight": 0.5, "half": 60.0}
 HOT = {"weight": 0.25, "half": 150.0, "per_column": 30.0}
 NO_STARS = {"weight": 0.85, "enough": 2.0}
@@ -95,7 +95,7 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     # The plate scale turns the FWHM into arcsec; without one, pixels stand in for arcsec.
     width = measured.seeing_arcsec if measured.seeing_arcsec is not None else measured.fwhm_px
     elongation = measured.elongation
-    floor = PSF_UNJUDGED * (1.0 - _ramp(measured.point_sources, *SPARSE))
+    floor = PSF_UNJUDGED if measured.point_sources < MIN_PSF_SOURCES else 0.0
     if width is None or elongation is None:
         out["psf"] = PSF_UNJUDGED
     else:
