@@ -94,6 +94,23 @@ def test_triplets_are_centred_normalised_and_padded() -> None:
     assert stamps[0, 0, centre, centre] == pytest.approx(np.arcsinh(10.0))  # 300 / (10 · 3)
     assert stamps[0, 1, centre, centre] == pytest.approx(np.arcsinh(5.0))
     assert np.all(stamps[1, :, :, : centre - 2] == 0.0)  # off the frame's left edge: zero padding
+    raw = np.zeros_like(image)
+    raw[20, 30] = 600.0
+    four = triplets(image, image * 0.5, image, 10.0, np.array([30.2]), np.array([19.6]), raw=raw)
+    assert four.shape == (1, 4, STAMP_SIZE, STAMP_SIZE)
+    assert np.array_equal(four[:, :3], stamps[:1])  # the unconvolved frame only adds a channel
+    assert four[0, 3, centre, centre] == pytest.approx(np.arcsinh(20.0))
+
+
+def test_training_pairs_get_extra_transients_and_held_out_pairs_do_not() -> None:
+    from astropolis.models.transients.dataset import simulate
+
+    _, train_new = simulate("train", 3, size=256)
+    _, test_new = simulate("test", 3, size=256)
+    assert 5 <= len(train_new.truth["transients"]) <= 16
+    assert 2 <= len(test_new.truth["transients"]) <= 8
+    again = simulate("test", 3, size=256)[1]
+    assert np.array_equal(again.data, test_new.data)  # a pure function of (split, index, size)
 
 
 def _frame_bytes(frame: Any, *, data: np.ndarray | None = None, drop: tuple[str, ...] = (), **cards: Any) -> bytes:
@@ -219,3 +236,21 @@ def test_benchmark_times_and_finds_injected_transients() -> None:
     row = imaging(512, baseline=False, repeats=1)
     assert row["size"] == 512 and row["seconds"] > 0 and row["cpu_seconds"] > 0
     assert row["recall_snr10"] >= 0.85 and row["detections"] >= 20
+
+
+def test_a_share_of_training_pairs_is_centred_on_a_bright_galaxy_outside_the_held_out_band() -> None:
+    from astropolis.models.transients.dataset import BRIGHT_GALAXY, _in_holdout, bright_galaxies, simulate
+
+    pool = bright_galaxies(BRIGHT_GALAXY["max_mag"], False)
+    assert len(pool) > 300 and not any(_in_holdout(g.ra_deg) for g in pool)
+    reference, _ = simulate("train", 1, size=256)  # pair 1 of the train split is a bright-galaxy pair
+    field = reference.truth["field"]
+    reach = 0.3 * 256 * field.pixel_scale_arcsec  # bright_galaxy_field: within a quarter frame of the centre
+    cos_dec = np.cos(np.radians(field.dec_deg))
+    near = [
+        g
+        for g in pool
+        if 3600 * np.hypot(((g.ra_deg - field.ra_deg + 180) % 360 - 180) * cos_dec, g.dec_deg - field.dec_deg) < reach
+    ]
+    assert near and not _in_holdout(field.ra_deg)
+    assert 2 <= len(simulate("test", 1, size=256)[1].truth["transients"]) <= 8  # held-out pairs are unchanged

@@ -1,4 +1,5 @@
-"""The real/bogus network: a braai-sized CNN (≈ 32 k parameters) over (new, reference, difference) triplets.
+"""The real/bogus network: a braai-sized CNN (≈ 32 k parameters) over (new, reference, difference, unconvolved
+new) stamps.
 
 Four 3x3 convolutions (8, 16, 32, 32 channels, two max-pools) and two dense layers give probabilities over
 CLASSES. Training runs in float32; inference runs in float64 on one thread with deterministic algorithms, so
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from astropolis.models.base import deterministic
-from astropolis.models.transients.stamps import STAMP_SIZE
+from astropolis.models.transients.stamps import STAMP_CHANNELS, STAMP_SIZE
 
 CLASSES = ("real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact")
 BATCH = 64  # small batches keep float64 inference in cache
@@ -27,7 +28,7 @@ def build_model() -> Any:
 
     side = ((STAMP_SIZE - 4) // 2 - 4) // 2
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3),
+        nn.Conv2d(STAMP_CHANNELS, 8, 3),
         nn.ReLU(),
         nn.Conv2d(8, 16, 3),
         nn.ReLU(),
@@ -70,7 +71,7 @@ def load_model(data: bytes) -> Any:
 
 
 def probabilities(model: Any, stamps: np.ndarray) -> np.ndarray:
-    """(n, len(CLASSES)) float64 class probabilities for (n, 3, S, S) triplets (one thread, deterministic)."""
+    """(n, len(CLASSES)) float64 class probabilities of (n, STAMP_CHANNELS, S, S) stamps (1 thread, deterministic)."""
     import torch
 
     out = np.zeros((len(stamps), len(CLASSES)), dtype=np.float64)

@@ -11,7 +11,8 @@ from astropolis.models.transients.metrics import fpr_at_fnr, roc
 
 
 def triplet_grid(stamps: np.ndarray, labels: np.ndarray, path: Path, *, per_class: int = 3, seed: int = 0) -> None:
-    """A grid: one row per (class, example), columns new / reference / difference."""
+    """A grid: one row per (class, example), one column per stamp channel (new, reference, difference, and the
+    unconvolved new frame when the stamps carry it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,9 +23,10 @@ def triplet_grid(stamps: np.ndarray, labels: np.ndarray, path: Path, *, per_clas
     for k in range(len(CLASSES)):
         members = np.flatnonzero(labels == k)
         rows.extend((k, int(i)) for i in rng.choice(members, min(per_class, len(members)), replace=False))
-    fig, axes = plt.subplots(len(rows), 3, figsize=(4.2, 1.4 * len(rows)), squeeze=False)
+    titles = ("new", "reference", "difference", "new, unconvolved")[: stamps.shape[1]]
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(1.4 * len(titles), 1.4 * len(rows)), squeeze=False)
     for r, (k, i) in enumerate(rows):
-        for c, title in enumerate(("new", "reference", "difference")):
+        for c, title in enumerate(titles):
             ax = axes[r, c]
             ax.imshow(stamps[i, c].astype(np.float32), cmap="gray", origin="lower", vmin=-2.0, vmax=4.0)
             ax.set_xticks([])

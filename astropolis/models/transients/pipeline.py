@@ -25,7 +25,7 @@ class Analysis:
 
     subtraction: Subtraction
     detections: Detections
-    stamps: np.ndarray  # (n, 3, S, S) float32
+    stamps: np.ndarray  # (n, 4, S, S) float32: new, reference, difference, unconvolved new
 
 
 def saturation_level(header: Any, data: np.ndarray) -> float:
@@ -62,7 +62,7 @@ def analyse(
     threshold_sigma: float = 5.0,
     cap: int = 2000,
 ) -> Analysis:
-    """Subtract, detect at ≥ `threshold_sigma`, and cut a triplet around each of (at most `cap`) candidates."""
+    """Subtract, detect at ≥ `threshold_sigma`, and cut a stamp around each of (at most `cap`) candidates."""
     check_pair(new_header, ref_header)
     sub = subtract(
         new_data,
@@ -73,5 +73,5 @@ def analyse(
         ref_saturation=saturation_level(ref_header, ref_data),
     )
     found = detect(sub, threshold_sigma=threshold_sigma, cap=cap)
-    stamps = triplets(sub.new, sub.reference, sub.difference, found.noise.raw, found.x, found.y)
+    stamps = triplets(sub.new, sub.reference, sub.difference, found.noise.raw, found.x, found.y, raw=sub.new_raw)
     return Analysis(sub, found, stamps)

@@ -1,10 +1,10 @@
 """The transients resident: (new frame, reference) → difference image → candidates → real/bogus.
 
 The reference is aligned and PSF-matched to the new frame and subtracted; ≥ 5sigma sources on the difference
-are cut into (new, reference, difference) triplets that a small CNN classifies as a real transient, cosmic
-ray, bad pixel, satellite trail or subtraction artefact; L.A.Cosmic (astroscrappy) flags cosmic rays as a
-second opinion. Candidates with p(real) above the threshold become observe requests. Triplets are not
-stored: the report lists candidates (position, S/N, probabilities) and how the subtraction went.
+are cut into (new, reference, difference, unconvolved new) stamps that a small CNN classifies as a real
+transient, cosmic ray, bad pixel, satellite trail or subtraction artefact; L.A.Cosmic (astroscrappy) flags
+cosmic rays as a second opinion. Candidates with p(real) above the threshold become observe requests. Stamps
+are not stored: the report lists candidates (position, S/N, probabilities) and how the subtraction went.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from astropolis.models.transients.pipeline import analyse, filter_name
 from astropolis.models.transients.stamps import cosmic_ray_flags
 
 WEIGHTS_PATH = Path(__file__).with_name("weights.npz")
-WEIGHTS_SHA256 = "sha256:f4a69d2ec5b8500314c93d9cfe8ea974ebd90ed91022630df4839d3952a772d4"
+WEIGHTS_SHA256 = "sha256:6ac1004788e9f75f1d4b02b0c73a0c94edafabbf020fa5b5de95064c196bc742"
 CANDIDATE_CAP = 2000  # candidates classified per pair; the report keeps the most likely real ones
 FOLLOW_UP_SNR = 30.0  # a follow-up exposure aims at this S/N
 ClassName = Literal["real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact"]
@@ -81,7 +81,9 @@ class TransientResident(Resident[TransientReport]):
     """Difference imaging and real/bogus classification of a (new, reference) frame pair."""
 
     name: ClassVar[str] = "transients"
-    version: ClassVar[str] = "1.0.0"
+    # 1.1: a fourth stamp channel and new weights (other p_real for the same pair). 1.2: new weights trained with a
+    # share of pairs on bright galaxies (nuclear subtraction residuals as artefacts, nuclear transients as real).
+    version: ClassVar[str] = "1.2.0"
     input_kind: ClassVar[Literal["frame_pair"]] = "frame_pair"
     output_model: ClassVar[type[Output]] = TransientReport
 

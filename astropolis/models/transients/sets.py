@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from astropolis.models.transients.dataset import PairExamples, pair_examples
+from astropolis.models.transients.stamps import STAMP_CHANNELS, STAMP_SIZE
 
 
 @dataclass
 class LabelledSet:
     """Triplets, labels and S/N of many pairs, plus every injected transient's outcome."""
 
-    stamps: np.ndarray  # (n, 3, S, S) float16
+    stamps: np.ndarray  # (n, STAMP_CHANNELS, S, S) float16
     labels: np.ndarray  # (n,) int8
     snr: np.ndarray  # (n,) float32
     cr_flag: np.ndarray  # (n,) bool: astroscrappy's verdict
@@ -48,9 +49,9 @@ def build(split: str, indices: range, *, workers: int = 2, size: int = 512) -> L
         results = [_one(job) for job in jobs]
     offsets = np.cumsum([0] + [len(r.labels) for r in results])
     candidate = [np.where(r.transient_found >= 0, r.transient_found + offsets[k], -1) for k, r in enumerate(results)]
-    side = results[0].stamps.shape[-1] if results else 31
+    empty = np.zeros((0, STAMP_CHANNELS, STAMP_SIZE, STAMP_SIZE), np.float16)
     return LabelledSet(
-        stamps=np.concatenate([r.stamps for r in results]) if results else np.zeros((0, 3, side, side), np.float16),
+        stamps=np.concatenate([r.stamps for r in results]) if results else empty,
         labels=np.concatenate([r.labels for r in results]).astype(np.int8),
         snr=np.concatenate([r.snr for r in results]).astype(np.float32),
         cr_flag=np.concatenate([r.cr_flag for r in results]).astype(bool),

@@ -1,9 +1,12 @@
 """Triplets (new, reference, difference) cut around candidates, and L.A.Cosmic's verdict on each.
 
-Stamps are STAMP_SIZE² pixels centred on the candidate's rounded position, zero-padded off the frame. All three
+Stamps are STAMP_SIZE² pixels centred on the candidate's rounded position, zero-padded off the frame. All
 channels are divided by the difference's per-pixel noise and compressed with asinh(v / 3): faint detail stays
-linear, bright cores stay in range, and the three channels keep one scale, so new - reference = difference
-still holds where it matters to the eye and the network.
+linear, bright cores stay in range, and the channels keep one scale, so new - reference = difference
+still holds where it matters to the eye and the network. The network also gets a fourth channel, the new frame
+as taken (background-subtracted, never convolved): when the new frame is the sharper one, PSF matching blurs it,
+and a cosmic ray or hot pixel then looks like a point source on the other three; unblurred it is still sharper
+than the PSF.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 STAMP_SIZE = 31
+STAMP_CHANNELS = 4  # new, reference, difference, unconvolved new (what the pipeline cuts)
 ASINH_SOFTENING = 3.0
 CR_HALF = 20  # astroscrappy runs on a (2·CR_HALF + 1)² patch of the unconvolved new frame
 CR_RADIUS_PX = 2.0
@@ -35,12 +39,20 @@ def cut(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, half: int) -> np.ndar
 
 
 def triplets(
-    new: np.ndarray, reference: np.ndarray, difference: np.ndarray, noise: float, x: np.ndarray, y: np.ndarray
+    new: np.ndarray,
+    reference: np.ndarray,
+    difference: np.ndarray,
+    noise: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    raw: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n, 3, STAMP_SIZE, STAMP_SIZE) float32 normalised triplets: new, reference, difference."""
+    """(n, C, STAMP_SIZE, STAMP_SIZE) float32 normalised stamps: new, reference, difference (C = 3), then the
+    unconvolved new frame `raw` when given (C = 4)."""
     cx, cy = centres(x, y)
     half = STAMP_SIZE // 2
-    stack = np.stack([cut(image, cx, cy, half) for image in (new, reference, difference)], axis=1)
+    images = (new, reference, difference) if raw is None else (new, reference, difference, raw)
+    stack = np.stack([cut(image, cx, cy, half) for image in images], axis=1)
     stack *= np.float32(1.0 / (noise * ASINH_SOFTENING))
     return np.arcsinh(stack, out=stack)
 
