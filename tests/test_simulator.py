@@ -244,6 +244,30 @@ def test_random_fields_render_and_load_as_lake_frames(tmp_path: Path, clock: Man
     assert random_field(np.random.default_rng(3)) == random_field(np.random.default_rng(3))
 
 
+def test_scintillation_is_off_by_default_and_falls_with_exposure() -> None:
+    plain = render(FIELD)
+    assert np.array_equal(render(replace(FIELD, scintillation_1s=0.0)).data, plain.data)
+    expected = FIELD.flux_e(plain.truth["stars"]["mag"])
+    spread = {}
+    for exposure in (1.0, 100.0):
+        field = replace(FIELD, scintillation_1s=0.05, exposure_s=exposure)
+        frame = render(field)
+        assert np.array_equal(render(field).data, frame.data)  # seeded
+        ratio = frame.truth["stars"]["flux_e"] / field.flux_e(frame.truth["stars"]["mag"])
+        spread[exposure] = float(np.std(ratio))
+    assert np.array_equal(plain.truth["stars"]["flux_e"], expected)
+    assert spread[1.0] == pytest.approx(0.05, rel=0.3)  # the rms at 1 s
+    assert spread[100.0] == pytest.approx(0.005, rel=0.3)  # ten times less at 100 s
+    with pytest.raises(ValueError, match="scintillation_1s"):
+        replace(FIELD, scintillation_1s=1.5)
+
+
+def test_pair_can_differ_in_exposure() -> None:
+    reference, new = render_pair(FIELD, new_exposure_s=600.0)
+    assert (reference.header["EXPTIME"], new.header["EXPTIME"]) == (FIELD.exposure_s, 600.0)
+    assert render_pair(FIELD)[1].header["EXPTIME"] == FIELD.exposure_s
+
+
 def test_bad_specs_are_refused() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Transient(1.0, 2.0)

@@ -254,3 +254,43 @@ def test_a_share_of_training_pairs_is_centred_on_a_bright_galaxy_outside_the_hel
     ]
     assert near and not _in_holdout(field.ra_deg)
     assert 2 <= len(simulate("test", 1, size=256)[1].truth["transients"]) <= 8  # held-out pairs are unchanged
+
+
+def test_exposure_mismatched_pairs_train_and_hold_out_but_leave_the_test_split_alone() -> None:
+    from astropolis.models.transients.dataset import EXPOSURES, SCINTILLATION, _in_holdout, simulate
+
+    held = [simulate("exposures", i, size=128) for i in range(4)]
+    for reference, new in held:
+        field = new.truth["field"]
+        ratio = new.header["EXPTIME"] / reference.header["EXPTIME"]
+        low, high = EXPOSURES["ratio"]
+        assert low <= max(ratio, 1 / ratio) <= high and _in_holdout(field.ra_deg)
+        assert SCINTILLATION["range_1s"][0] <= field.scintillation_1s <= SCINTILLATION["range_1s"][1]
+    train = [simulate("train", i, size=128) for i in range(16)]
+    mismatched = sum(r.header["EXPTIME"] != n.header["EXPTIME"] for r, n in train)
+    twinkling = sum(n.truth["field"].scintillation_1s > 0 for _, n in train)
+    assert 0 < mismatched < 16 and 0 < twinkling < 16
+    for i in range(4):
+        reference, new = simulate("test", i, size=128)
+        assert reference.header["EXPTIME"] == new.header["EXPTIME"] and new.truth["field"].scintillation_1s == 0
+
+
+def test_without_a_common_star_the_flux_scale_is_the_exposure_ratio() -> None:
+    from astropolis.models.transients.diff import exposure_ratio
+
+    new, ref = fits.Header({"EXPTIME": 30.0}), fits.Header({"EXPTIME": 3.0})
+    assert exposure_ratio(new, ref) == pytest.approx(10.0)
+    assert exposure_ratio(new, fits.Header()) == 1.0  # no EXPTIME: equal photometry, as before
+    assert exposure_ratio(new, fits.Header({"EXPTIME": 0.0})) == 1.0
+    assert exposure_ratio(fits.Header({"EXPTIME": "long"}), ref) == 1.0
+
+
+def test_a_clipped_full_well_is_the_saturation_level_without_a_saturate_keyword() -> None:
+    from astropolis.models.transients.pipeline import DEFAULT_SATURATION_ADU, saturation_level
+
+    data = np.random.default_rng(1).integers(500, 600, (64, 64)).astype(np.float64)
+    data[10, 10] = 20_000.0  # one bright pixel: not a plateau
+    assert saturation_level(fits.Header(), data) == DEFAULT_SATURATION_ADU
+    data[30:32, 30:32] = 50_300.0  # a star's core clipped where the ASCOM simulator's camera clips
+    assert saturation_level(fits.Header(), data) == 50_300.0
+    assert saturation_level(fits.Header({"SATURATE": 60_000.0}), data) == 60_000.0  # the header's word first

@@ -11,7 +11,9 @@ import numpy as np
 from astropolis.models.simulator.psf import deposit
 
 # Stream ids: every random choice comes from np.random.default_rng([seed, STREAM, ...]).
-CLOUDS, SKY_GRADIENT, SATELLITE, AIRCRAFT, HOT_PIXEL, HOT_COLUMN, COSMIC, NOISE, PSF_BETA, PAIR = range(1, 11)
+CLOUDS, SKY_GRADIENT, SATELLITE, AIRCRAFT, HOT_PIXEL, HOT_COLUMN, COSMIC, NOISE, PSF_BETA, PAIR, SCINTILLATION = range(
+    1, 12
+)
 
 
 def stream(seed: int, kind: int, *more: int) -> np.random.Generator:

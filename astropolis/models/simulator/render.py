@@ -82,6 +82,10 @@ def render(field: FieldSpec, defects: Defects = Defects(), transients: Sequence[
     on_canvas = (sx > -margin) & (sx < width - 1 + margin) & (sy > -margin) & (sy < height - 1 + margin)
     stars, sx, sy = stars.take(on_canvas), sx[on_canvas], sy[on_canvas]
     star_flux = field.flux_e(stars.mag)
+    if field.scintillation_1s > 0:  # each star twinkles on its own, less in a longer exposure
+        rms = field.scintillation_1s / math.sqrt(field.exposure_s)
+        wobble = dx.stream(field.seed, dx.SCINTILLATION).standard_normal(len(star_flux))
+        star_flux = star_flux * np.clip(1.0 + rms * wobble, 0.0, None)
     deposit(canvas, sx + pad, sy + pad, star_flux)
 
     galaxy_truth = []
@@ -246,11 +250,12 @@ def render_pair(
     new_defects: Defects = Defects(),  # noqa: B008 - frozen dataclass default
     shift_arcsec: float = 3.0,
     new_seeing_arcsec: float | None = None,
+    new_exposure_s: float | None = None,
     days_between: float = 1.0,
 ) -> tuple[SimFrame, SimFrame]:
     """(reference, new) frames of the same sky: the new epoch, `days_between` later, points `shift_arcsec` away in
-    a seeded direction, has its own seeing (given, or the reference's times 0.85..1.3), noise and PSF beta, and
-    carries the transients."""
+    a seeded direction, has its own seeing (given, or the reference's times 0.85..1.3), exposure (given, or the
+    reference's), noise and PSF beta, and carries the transients."""
     reference = render(field, reference_defects)
     rng = dx.stream(field.seed, dx.PAIR)
     angle, factor = rng.uniform(0, 2 * math.pi), rng.uniform(0.85, 1.3)
@@ -263,6 +268,7 @@ def render_pair(
         ra_deg=(field.ra_deg + d_ra) % 360.0,
         dec_deg=dec,
         seeing_arcsec=new_seeing_arcsec if new_seeing_arcsec is not None else field.seeing_arcsec * factor,
+        exposure_s=new_exposure_s if new_exposure_s is not None else field.exposure_s,
         seed=new_seed,
         date_obs=field.date_obs + timedelta(days=days_between),
         object_name=reference.truth["object"],

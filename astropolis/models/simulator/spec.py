@@ -58,6 +58,9 @@ class FieldSpec:
     """Dark current, electrons per second per pixel."""
     object_name: str | None = None
     """OBJECT keyword; None names the OpenNGC galaxy nearest the centre, or 'field'."""
+    scintillation_1s: float = 0.0
+    """Scintillation: each star's flux varies by this fraction rms in a 1 s exposure, falling as 1/sqrt(exposure)
+    (small telescopes see a few per cent in short exposures). 0, the default, is none."""
 
     def __post_init__(self) -> None:
         if not (-90.0 <= self.dec_deg <= 90.0):
@@ -67,6 +70,8 @@ class FieldSpec:
         for name in ("pixel_scale_arcsec", "seeing_arcsec", "exposure_s", "gain_e_per_adu"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if not 0.0 <= self.scintillation_1s < 1.0:
+            raise ValueError(f"scintillation_1s {self.scintillation_1s} is outside 0..1")
         if self.date_obs.tzinfo is None:
             raise ValueError("date_obs must be timezone-aware (UTC)")
 

@@ -13,6 +13,14 @@ compact, cuspy cores leave subtraction residuals on the difference that are labe
 of those pairs also carry a transient on or next to the nucleus, labelled real, so that the network learns the
 difference (a PSF-shaped source on the difference and the unconvolved new frame versus a ring, dip or
 core-shaped misfit of the matched reference) rather than "a source on a bright nucleus".
+
+1.3: in the night, a follow-up of 30 s or more is compared with a reference of a few seconds, often from
+another site, and a small telescope's stars twinkle by a few per cent in a short exposure (scintillation). Such
+a pair leaves a residual on every bright star, which 1.2 called real. A share (EXPOSURES["share"]) of training
+pairs therefore take the two epochs with exposures up to 60 times apart (mostly the new one deeper, and often
+sharper), and most training pairs (SCINTILLATION["share"]) render their stars with scintillation; those
+residuals are labelled artefacts. The "exposures" split is held out like "test" (same band of right ascension,
+its own stream) with every pair mismatched so: the bench measures the false positives there.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ from astropolis.models.transients.diff import mask_of
 from astropolis.models.transients.pipeline import Analysis, analyse
 from astropolis.models.transients.stamps import STAMP_CHANNELS, STAMP_SIZE, cosmic_ray_flags
 
-SPLIT_STREAMS = {"train": 1, "validation": 2, "test": 3}
-HOLDOUT_RA_DEG = (0.0, 60.0)  # only "test" fields are centred here
+SPLIT_STREAMS = {"train": 1, "validation": 2, "test": 3, "exposures": 4}
+HOLDOUT_SPLITS = ("test", "exposures")
+HOLDOUT_RA_DEG = (0.0, 60.0)  # only held-out fields are centred here
 # Training pairs get these extra transients: the faint end (S/N 10-15) is where recall is lost, and transients
 # on galaxies or next to trails and defects are where the network errs; more of them per pair costs little.
 TRAIN_EXTRA: dict[str, Any] = {"snr_range": (7.0, 25.0), "count": (3, 8), "on_galaxy": 0.5}
@@ -46,6 +55,19 @@ BRIGHT_GALAXY: dict[str, Any] = {
     "nuclear_snr": (5.0, 40.0),
     "nuclear_offset_arcsec": 2.5,
 }
+# 1.3: share of training pairs whose epochs differ in exposure time: the shorter one of `short_s` seconds, the
+# other `ratio` times longer (log-uniform); the new epoch the deeper one in a share `deep_new`, and sharper (its
+# seeing times `sharper`) in a share `sharper_new`.
+EXPOSURES: dict[str, Any] = {
+    "share": 0.3,
+    "short_s": (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
+    "ratio": (2.0, 60.0),
+    "deep_new": 0.7,
+    "sharper_new": 0.6,
+    "sharper": (0.6, 0.95),
+}
+# 1.3: share of training pairs (and every "exposures" pair) whose stars scintillate, with this rms at 1 s.
+SCINTILLATION: dict[str, Any] = {"share": 0.7, "range_1s": (0.003, 0.025)}
 REAL, COSMIC_RAY, BAD_PIXEL, TRAIL, ARTEFACT = range(len(CLASSES))
 
 
@@ -74,7 +96,7 @@ def draw_field(rng: np.random.Generator, split: str, size: int) -> Any:
 
     while True:
         spec = random_field(rng, width=size, height=size)
-        if _in_holdout(spec.ra_deg) == (split == "test"):
+        if _in_holdout(spec.ra_deg) == (split in HOLDOUT_SPLITS):
             return spec
 
 
@@ -94,13 +116,29 @@ def bright_galaxy_field(rng: np.random.Generator, spec: Any, galaxy: Any, split:
     while True:
         dx, dy = rng.uniform(-half_arcsec, half_arcsec, 2)
         ra, dec = _offset(galaxy.ra_deg, galaxy.dec_deg, float(dx), float(dy))
-        if _in_holdout(ra) == (split == "test"):
+        if _in_holdout(ra) == (split in HOLDOUT_SPLITS):
             return replace(spec, ra_deg=ra, dec_deg=dec)
 
 
 def new_seeing_factor(rng: np.random.Generator) -> float:
     """A seeing change beyond render_pair's x0.85-1.3: mostly worse (the reference convolved), sometimes better."""
     return float(rng.uniform(1.3, 1.7)) if rng.uniform() < 0.7 else float(rng.uniform(0.6, 0.85))
+
+
+def exposure_mismatch(rng: np.random.Generator, seeing_arcsec: float) -> dict[str, float | None]:
+    """Exposures of the two epochs up to 60 times apart (EXPOSURES): the reference's exposure_s, the new
+    epoch's new_exposure_s, and new_seeing_arcsec when the new epoch is also sharper (None: render_pair's)."""
+    short = float(rng.choice(EXPOSURES["short_s"]))
+    low, high = EXPOSURES["ratio"]
+    long = short * float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    deep_new = rng.uniform() < EXPOSURES["deep_new"]
+    sharper = rng.uniform() < EXPOSURES["sharper_new"]
+    factor = float(rng.uniform(*EXPOSURES["sharper"]))
+    return {
+        "exposure_s": short if deep_new else long,
+        "new_exposure_s": long if deep_new else short,
+        "new_seeing_arcsec": seeing_arcsec * factor if sharper else None,
+    }
 
 
 def _offset(ra: float, dec: float, dx_arcsec: float, dy_arcsec: float) -> tuple[float, float]:
@@ -166,8 +204,9 @@ def draw_defects(rng: np.random.Generator) -> tuple[Any, Any]:
 def simulate(split: str, index: int, size: int = 512) -> tuple[Any, Any]:
     """The (reference, new) SimFrames of one pair of a split: a pure function of (split, index, size).
 
-    Training pairs carry TRAIN_EXTRA more transients, drawn from their own stream so that validation and test
-    pairs are exactly what they were."""
+    Training pairs carry TRAIN_EXTRA more transients, bright-galaxy centres (BRIGHT_GALAXY), exposure mismatches
+    (EXPOSURES) and scintillation (SCINTILLATION), each drawn from its own stream so that validation and test
+    pairs are exactly what they were. Every "exposures" pair has an exposure mismatch and scintillation."""
     from astropolis.models.simulator import render_pair
 
     rng = np.random.default_rng([20261125, SPLIT_STREAMS[split], index])
@@ -196,6 +235,17 @@ def simulate(split: str, index: int, size: int = 512) -> tuple[Any, Any]:
     if split == "train":
         extra = np.random.default_rng([20261125, SPLIT_STREAMS[split], index, 1])
         transients += draw_transients(extra, spec, **TRAIN_EXTRA) + nuclear
+    new_exposure = None
+    if split in ("train", "exposures"):
+        exposures = np.random.default_rng([20261125, SPLIT_STREAMS[split], index, 3])
+        if split == "exposures" or exposures.uniform() < EXPOSURES["share"]:
+            mismatch = exposure_mismatch(exposures, spec.seeing_arcsec)
+            spec = replace(spec, exposure_s=mismatch["exposure_s"])
+            new_exposure = mismatch["new_exposure_s"]
+            new_seeing = mismatch["new_seeing_arcsec"] if mismatch["new_seeing_arcsec"] is not None else new_seeing
+        twinkle = np.random.default_rng([20261125, SPLIT_STREAMS[split], index, 4])
+        if split == "exposures" or twinkle.uniform() < SCINTILLATION["share"]:
+            spec = replace(spec, scintillation_1s=float(twinkle.uniform(*SCINTILLATION["range_1s"])))
     return render_pair(
         spec,
         transients=transients,
@@ -203,6 +253,7 @@ def simulate(split: str, index: int, size: int = 512) -> tuple[Any, Any]:
         new_defects=new_defects,
         shift_arcsec=shift,
         new_seeing_arcsec=new_seeing,
+        new_exposure_s=new_exposure,
     )
 
 

@@ -8,6 +8,7 @@ the difference is new - reference in the new frame's photometric units, zero whe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,22 @@ def _flatten(difference: np.ndarray, valid: Region) -> None:
     zero_outside(difference, valid)
 
 
+def exposure_ratio(new_header: Any, ref_header: Any) -> float:
+    """EXPTIME of the new frame over the reference's: the flux scale when no star is common to both; 1.0 when
+    either header lacks a positive, finite EXPTIME."""
+    times = []
+    for header in (new_header, ref_header):
+        try:
+            value = float(header.get("EXPTIME")) if header is not None else math.nan
+        except (TypeError, ValueError):
+            value = math.nan
+        times.append(value)
+    new_s, ref_s = times
+    if not (math.isfinite(new_s) and math.isfinite(ref_s) and new_s > 0 and ref_s > 0):
+        return 1.0
+    return new_s / ref_s
+
+
 def subtract(
     new_data: np.ndarray,
     new_wcs: Any,
@@ -187,8 +204,10 @@ def subtract(
     *,
     new_saturation: float,
     ref_saturation: float,
+    exposure_scale: float = 1.0,
 ) -> Subtraction:
-    """Align, PSF-match, scale and subtract the reference from the new frame (raises BadInput on mismatch)."""
+    """Align, PSF-match, scale and subtract the reference from the new frame (raises BadInput on mismatch).
+    `exposure_scale` (exposure_ratio of the headers) is the flux scale when the frames share no star."""
     check_geometry(new_wcs, new_data.shape, ref_wcs, ref_data.shape)
     new, new_rms = background(new_data)
     ref, ref_rms = background(ref_data)
@@ -219,8 +238,8 @@ def subtract(
         ratio = measured[0]
     elif len(ni):  # too few bright stars for apertures: the isophotal fluxes of the few there are
         ratio = float(np.median(new_stars.flux[ni] / np.maximum(ref_stars.flux[ri], 1e-9)))
-    else:  # no common star at all: assume equal photometry
-        ratio = 1.0
+    else:  # no common star at all: scale by the exposure times
+        ratio = exposure_scale
     if sigma_new >= sigma_ref:  # the usual direction: blur the (sharper) reference
         found = psf_kernel.fit(new, resampled, fit_x, fit_y, sigma_px=sigma_k, fwhm_px=fwhm, noise=new_rms, scale=ratio)
         matched_new, reference, scale = new, psf_kernel.apply(found, resampled), found.total

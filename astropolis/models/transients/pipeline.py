@@ -13,10 +13,11 @@ import numpy as np
 
 from astropolis.models.errors import BadInput
 from astropolis.models.transients.detect import Detections, detect
-from astropolis.models.transients.diff import Subtraction, subtract
+from astropolis.models.transients.diff import Subtraction, exposure_ratio, subtract
 from astropolis.models.transients.stamps import triplets
 
 DEFAULT_SATURATION_ADU = 65535.0
+CLIPPED_PIXELS = 3  # this many pixels at exactly the maximum: the camera clipped there
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,15 @@ class Analysis:
 
 
 def saturation_level(header: Any, data: np.ndarray) -> float:
-    """SATURATE from the header, else 65535 for 16-bit data, else the frame's maximum."""
+    """SATURATE from the header; else the frame's maximum when several pixels share it exactly (a clipped full
+    well: the ASCOM simulator's camera clips at 50,300 ADU and writes no SATURATE); else 65535 for 16-bit data,
+    else the frame's maximum."""
     value = header.get("SATURATE") if header is not None else None
     if isinstance(value, int | float) and value > 0:
         return float(value)
     top = float(np.max(data))
+    if np.count_nonzero(data == top) >= CLIPPED_PIXELS:
+        return top
     return DEFAULT_SATURATION_ADU if top <= DEFAULT_SATURATION_ADU else top
 
 
@@ -71,6 +76,7 @@ def analyse(
         ref_wcs,
         new_saturation=saturation_level(new_header, new_data),
         ref_saturation=saturation_level(ref_header, ref_data),
+        exposure_scale=exposure_ratio(new_header, ref_header),
     )
     found = detect(sub, threshold_sigma=threshold_sigma, cap=cap)
     stamps = triplets(sub.new, sub.reference, sub.difference, found.noise.raw, found.x, found.y, raw=sub.new_raw)

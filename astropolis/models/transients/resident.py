@@ -24,7 +24,7 @@ from astropolis.models.transients.pipeline import analyse, filter_name
 from astropolis.models.transients.stamps import cosmic_ray_flags
 
 WEIGHTS_PATH = Path(__file__).with_name("weights.npz")
-WEIGHTS_SHA256 = "sha256:6ac1004788e9f75f1d4b02b0c73a0c94edafabbf020fa5b5de95064c196bc742"
+WEIGHTS_SHA256 = "sha256:b14bbc98c4f2191ee0bc37ae9c3fa69965ee197abc536b9ab079d6663f82f32c"
 CANDIDATE_CAP = 2000  # candidates classified per pair; the report keeps the most likely real ones
 FOLLOW_UP_SNR = 30.0  # a follow-up exposure aims at this S/N
 ClassName = Literal["real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact"]
@@ -83,7 +83,7 @@ class TransientResident(Resident[TransientReport]):
     name: ClassVar[str] = "transients"
     # 1.1: a fourth stamp channel and new weights (other p_real for the same pair). 1.2: new weights trained with a
     # share of pairs on bright galaxies (nuclear subtraction residuals as artefacts, nuclear transients as real).
-    version: ClassVar[str] = "1.2.0"
+    version: ClassVar[str] = "1.3.0"
     input_kind: ClassVar[Literal["frame_pair"]] = "frame_pair"
     output_model: ClassVar[type[Output]] = TransientReport
 
