@@ -20,7 +20,7 @@ from astropolis.memory import JobKind, Ledger
 from astropolis.models import load_resident
 from astropolis.models.base import file_sha256, load_frame
 from astropolis.models.errors import BadInput, WeightsMismatch
-from astropolis.models.quality.dataset import FLAGS, examples
+from astropolis.models.quality.dataset import FLAGS, OUTPUTS, examples
 from astropolis.models.quality.evaluation import LADDERS, defects_at, ladder_scores, monotone_fields
 from astropolis.models.quality.features import Measurements, measure
 from astropolis.models.quality.meta import FrameMeta
@@ -55,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.1.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.2.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -97,7 +97,7 @@ def test_flags_on_a_small_heldout_set(resident: QualityResident) -> None:
     # A sanity version of the card's held-out evaluation: seeds no training run has used.
     start = OFFSETS["heldout"] + 900_000
     split = examples(range(start, start + 48))
-    probabilities = predict(resident._net, np.stack([e.features for e in split]))
+    probabilities = predict(resident._net, np.stack([e.features for e in split]))[:, : len(FLAGS)]
     thresholds = resident._net.thresholds.numpy()
     labels = np.stack([e.labels for e in split]) >= 0.5
     predicted = probabilities >= thresholds
@@ -131,7 +131,7 @@ def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, 
     steps = np.linspace(low, high, 41)
     falls = 0
     for _ in range(20):
-        probabilities = dict(zip(FLAGS, rng.uniform(0, 1, len(FLAGS)) ** 3, strict=True))
+        probabilities = dict(zip(OUTPUTS, rng.uniform(0, 1, len(OUTPUTS)) ** 3, strict=True))
         base = {name: float(rng.uniform(*SEVERITIES[name])) for name in SEVERITIES}
         scores = []
         for value in steps:
@@ -141,16 +141,16 @@ def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, 
         falls += scores[-1] < scores[0]
     assert falls > 0, f"the score never reads {severity}"  # each severity really moves the score
     quiet = replace(measured, cloud_gradient_pct=4.0, elongation=1.3, seeing_arcsec=3.0)
-    wobbles = {score({**dict.fromkeys(FLAGS, 0.0), name: p}, quiet) for name in FLAGS for p in (0.0, 0.05, 0.099)}
+    wobbles = {score({**dict.fromkeys(OUTPUTS, 0.0), name: p}, quiet) for name in OUTPUTS for p in (0.0, 0.05, 0.099)}
     assert len(wobbles) == 1
-    assert score(dict.fromkeys(FLAGS, 0.0), replace(measured, point_sources=0)) < 10  # no stars: no use
+    assert score(dict.fromkeys(OUTPUTS, 0.0), replace(measured, point_sources=0)) < 10  # no stars: no use
 
 
 def test_losing_stars_or_the_psf_never_lifts_the_score(measured: Measurements) -> None:
     # Clouds, focus and tracking take stars away until the PSF cannot be measured: neither may raise the score.
     rng = np.random.default_rng(6)
     for _ in range(200):
-        probabilities = dict(zip(FLAGS, rng.uniform(0, 1, len(FLAGS)) ** 3, strict=True))
+        probabilities = dict(zip(OUTPUTS, rng.uniform(0, 1, len(OUTPUTS)) ** 3, strict=True))
         frame = replace(
             measured,
             seeing_arcsec=float(rng.uniform(0.5, 15.0)),
@@ -173,7 +173,7 @@ def test_two_crossing_satellite_trails_are_both_found() -> None:
     ]
     assert (found[0].trail_count, found[1].trail_count) == (1, 2)
     assert found[1].trail_strength > found[0].trail_strength
-    clean = dict.fromkeys(FLAGS, 0.0)
+    clean = dict.fromkeys(OUTPUTS, 0.0)
     assert penalties(clean, found[1])["trail"] > penalties(clean, found[0])["trail"] > 0
 
 
@@ -262,3 +262,17 @@ def test_low_score_files_one_reobserve_with_the_frames_filter_and_exposure(tmp_p
     assert runner.run("quality", [cloudy_id]).jobs == []  # rerun: same product, nothing new filed
     assert runner.run("quality", [good_id]).jobs == []
     assert len(ledger.jobs()) == 1
+
+
+def test_the_psf_gates_are_labelled_by_the_defect_whatever_the_star_count() -> None:
+    from astropolis.models.quality.dataset import Example, gate_labels, targets
+
+    sparse_defocus = Example(
+        seed=0,
+        features=np.zeros(3),
+        labels=np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),  # too few stars: only low_star_count is raised
+        severity={"focus": 2.5, "tracking_fwhm": 0.2},
+    )
+    assert list(targets(sparse_defocus)) == [0.0] * 6 + [1.0, 1.0, 0.0]  # ... but the focus gate is open
+    assert list(gate_labels({"focus": 1.9, "tracking_fwhm": 0.75})) == [0.0, 1.0]
+    assert len(targets(sparse_defocus)) == len(OUTPUTS)

@@ -111,7 +111,7 @@ def heldout_metrics(count: int) -> dict[str, Any]:
     resident = QualityResident()
     start = OFFSETS["heldout"] + 500_000  # beyond the held-out range train.py reports on, so fresh frames
     split = examples(range(start, start + count), "buffered", workers=1)
-    probabilities = predict(resident._net, np.stack([e.features for e in split]))
+    probabilities = predict(resident._net, np.stack([e.features for e in split]))[:, : len(FLAGS)]
     thresholds = resident._net.thresholds.detach().numpy().tolist()
     return f1_table(probabilities, np.stack([e.labels for e in split]), thresholds, FLAGS)
 

@@ -1,7 +1,8 @@
 """The learned part of the quality resident: a small MLP from measured features to flag probabilities.
 
 Inputs are standardised with the training set's mean and spread (buffers in the state dict); each flag has its
-own decision threshold, tuned on a validation set (also a buffer). Inference runs in float64 on one thread
+own decision threshold, tuned on a validation set (also a buffer). Two more outputs (dataset.GATES) are the
+score's PSF gates; they have no threshold. Inference runs in float64 on one thread
 with deterministic kernels, so the same features give the same probabilities on any CPU run.
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from astropolis.models.base import deterministic
-from astropolis.models.quality.dataset import FLAGS
+from astropolis.models.quality.dataset import FLAGS, OUTPUTS
 from astropolis.models.quality.features import FEATURE_NAMES
 
 HIDDEN = 128
@@ -23,13 +24,19 @@ DROPOUT = 0.1
 
 
 class QualityNet(nn.Module):
-    """features (n, F) -> flag logits (n, 7)."""
+    """features (n, F) -> logits (n, 9): the seven flags, then the two gates (dataset.OUTPUTS)."""
 
     mean: torch.Tensor
     scale: torch.Tensor
     thresholds: torch.Tensor
 
-    def __init__(self, n_features: int = len(FEATURE_NAMES), n_flags: int = len(FLAGS), hidden: int = HIDDEN) -> None:
+    def __init__(
+        self,
+        n_features: int = len(FEATURE_NAMES),
+        n_flags: int = len(FLAGS),
+        n_outputs: int = len(OUTPUTS),
+        hidden: int = HIDDEN,
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("scale", torch.ones(n_features))
@@ -41,7 +48,7 @@ class QualityNet(nn.Module):
             nn.Linear(hidden, hidden),
             nn.SiLU(),
             nn.Dropout(DROPOUT),
-            nn.Linear(hidden, n_flags),
+            nn.Linear(hidden, n_outputs),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -66,7 +73,7 @@ def load(weights: bytes) -> QualityNet:
 
 
 def predict(model: QualityNet, features: np.ndarray) -> np.ndarray:
-    """Flag probabilities (n, 7) for features (n, F) or (F,)."""
+    """Probabilities (n, 9), in dataset.OUTPUTS order, for features (n, F) or (F,)."""
     batch = np.atleast_2d(np.asarray(features, dtype=np.float64))
     with deterministic(), torch.no_grad():
         logits = model(torch.from_numpy(batch))

@@ -6,14 +6,16 @@ measured severity, so that the score can only fall as a defect grows:
     clouds     0.75 g(p_clouds) sat((sky gradient % - 3.5) / 4)    (the trails' light left out of the mesh)
     PSF        0.60 without a measurable PSF or with fewer than 6 point sources (a PSF from a few stars is noise,
                and a hot pixel or a strobe can make one), else max(focus, tracking)
-      focus    0.60 lin(FWHM": 2 -> 0.6, 10 -> 1) max(g(p_bad_focus), ramp(FWHM", 4.6, 6))
-      tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_tracking), ramp(a/b, 1.45, 1.75))
+      focus    0.60 lin(FWHM": 2 -> 0.6, 10 -> 1) max(g(p_psf_focus), ramp(FWHM", 4.6, 6))
+      tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_psf_tracking), ramp(a/b, 1.45, 1.75))
     trail      0.50 s / (s + 60)             s: summed strength over 16 of every line the multi-line search finds
     hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
     no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
 
 with sat(x) = 1 - exp(-max(x, 0)), ramp(x, a, b) = clip((x - a) / (b - a), 0, 1), lin(...) piecewise linear
-through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2).
+through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2). p_psf_focus and p_psf_tracking are the
+model's gate outputs (dataset.GATES): bad focus and tracking by the injected severity alone, not the flags, which
+are negative on frames with too few stars to judge and so would close the gates as a defect thins the stars out.
 The learned probability p only opens a gate (a galaxy or a cluster's glow tilts the sky like a cloud does; only
 the model tells them apart), and so does a severity too large to be anything else; how much the score falls is
 the measured severity's, which keeps rising where p has long saturated. Closed gates and dead zones keep the other
@@ -99,8 +101,8 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     if width is None or elongation is None:
         out["psf"] = PSF_UNJUDGED
     else:
-        focus = _psf(FOCUS, probabilities["bad_focus"], width)
-        out["psf"] = max(floor, focus, _psf(TRACKING, probabilities["tracking"], elongation))
+        focus = _psf(FOCUS, probabilities["psf_focus"], width)
+        out["psf"] = max(floor, focus, _psf(TRACKING, probabilities["psf_tracking"], elongation))
     strength = measured.trail_strength
     out["trail"] = TRAIL["weight"] * strength / (strength + TRAIL["half"])
     hot = measured.hot_pixels_per_area + HOT["per_column"] * measured.detector_columns

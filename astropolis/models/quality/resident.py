@@ -17,7 +17,7 @@ import numpy as np
 
 from astropolis.models.base import Context, FrameInput, ProposedJob, Resident, checked_weights
 from astropolis.models.errors import BadInput
-from astropolis.models.quality.dataset import FLAGS
+from astropolis.models.quality.dataset import FLAGS, OUTPUTS
 from astropolis.models.quality.features import measure
 from astropolis.models.quality.flags import PERSISTENT_FLAGS
 from astropolis.models.quality.meta import FrameMeta
@@ -25,7 +25,7 @@ from astropolis.models.quality.model import QualityNet, load, predict
 from astropolis.models.quality.report import QualityReport, report
 
 WEIGHTS = Path(__file__).with_name("quality.pt")
-WEIGHTS_SHA256 = "sha256:09e4238805f17b8bbc8c75a05f8e4f48c00e881fb5b764425c1fd936c0c8024f"
+WEIGHTS_SHA256 = "sha256:d7c06d9379555c1e89fce98f21bd41617e5033e2a1f686454ed264d9055a5445"
 DEFAULT_THRESHOLD = 50.0  # the Site model's default quality_threshold
 REOBSERVE_PRIORITY = 60
 MIN_SIDE = 16
@@ -56,7 +56,7 @@ def assess(
     probabilities = predict(net, measured.features)[0]
     thresholds = net.thresholds.detach().cpu().numpy()
     return report(
-        {name: float(p) for name, p in zip(FLAGS, probabilities, strict=True)},
+        {name: float(p) for name, p in zip(OUTPUTS, probabilities, strict=True)},
         {name: float(t) for name, t in zip(FLAGS, thresholds, strict=True)},
         measured,
     )
@@ -66,7 +66,7 @@ class QualityResident(Resident[QualityReport]):
     """Grades every frame; frames below the site's quality threshold are proposed for re-observation."""
 
     name = "quality"
-    version = "1.1.0"  # 1.1: the score is made of per-defect penalties that never rise with severity
+    version = "1.2.0"  # 1.1: per-defect penalties that never rise with severity; 1.2: the PSF gates by truth
     input_kind = "frame"
     output_model = QualityReport
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from astropolis.models.base import deterministic
-from astropolis.models.quality.dataset import FLAGS, Example, examples
+from astropolis.models.quality.dataset import FLAGS, GATES, Example, examples, targets
 from astropolis.models.quality.evaluation import f1_table, monotonicity
 from astropolis.models.quality.model import QualityNet, predict, save
 
@@ -37,7 +37,7 @@ BATCH = 128
 def fit(train: list[Example], *, seed: int) -> QualityNet:
     """Fit the MLP on training examples: mini-batches of 128, AdamW, cosine learning rate, BCE loss."""
     features = torch.from_numpy(np.stack([e.features for e in train])).to(torch.float32)
-    labels = torch.from_numpy(np.stack([e.labels for e in train])).to(torch.float32)
+    labels = torch.from_numpy(np.stack([targets(e) for e in train])).to(torch.float32)
     with deterministic():
         torch.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -61,7 +61,7 @@ def fit(train: list[Example], *, seed: int) -> QualityNet:
 
 def tune_thresholds(model: QualityNet, validation: list[Example]) -> dict[str, float]:
     """Per flag, the decision threshold (0.2..0.8) with the best F1 on the validation set."""
-    probabilities = predict(model.double(), np.stack([e.features for e in validation]))
+    probabilities = predict(model.double(), np.stack([e.features for e in validation]))[:, : len(FLAGS)]
     model.float()
     labels = np.stack([e.labels for e in validation])
     chosen: dict[str, float] = {}
@@ -115,6 +115,7 @@ def train(
         "label_rates": {name: float(np.mean([e.labels[i] for e in sets["heldout"]])) for i, name in enumerate(FLAGS)},
         "heldout": _evaluate(inference, sets["heldout"], thresholds),
         "heldout_continuous": _evaluate(inference, sets["continuous"], thresholds),
+        "heldout_gates": _evaluate_gates(inference, sets["heldout"]),
         "monotonicity": monotonicity(inference, fields=sizes["monotone_fields"], seed=seed),
         "weights_sha256": "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest(),
         "weights_bytes": weights.stat().st_size,
@@ -132,9 +133,16 @@ def train(
 
 
 def _evaluate(model: QualityNet, split: list[Example], thresholds: dict[str, float]) -> dict[str, Any]:
-    probabilities = predict(model, np.stack([e.features for e in split]))
+    probabilities = predict(model, np.stack([e.features for e in split]))[:, : len(FLAGS)]
     labels = np.stack([e.labels for e in split])
     return f1_table(probabilities, labels, [thresholds[name] for name in FLAGS], FLAGS)
+
+
+def _evaluate_gates(model: QualityNet, split: list[Example]) -> dict[str, Any]:
+    """The gate outputs against their labels at p >= 0.2, where a gate is fully open."""
+    probabilities = predict(model, np.stack([e.features for e in split]))[:, len(FLAGS) :]
+    labels = np.stack([targets(e)[len(FLAGS) :] for e in split])
+    return f1_table(probabilities, labels, [0.2] * len(GATES), GATES)
 
 
 def main() -> None:
