@@ -15,12 +15,14 @@ difference (a PSF-shaped source on the difference and the unconvolved new frame 
 core-shaped misfit of the matched reference) rather than "a source on a bright nucleus".
 
 1.3: in the night, a follow-up of 30 s or more is compared with a reference of a few seconds, often from
-another site, and a small telescope's stars twinkle by a few per cent in a short exposure (scintillation). Such
-a pair leaves a residual on every bright star, which 1.2 called real. A share (EXPOSURES["share"]) of training
-pairs therefore take the two epochs with exposures up to 60 times apart (mostly the new one deeper, and often
-sharper), and most training pairs (SCINTILLATION["share"]) render their stars with scintillation; those
-residuals are labelled artefacts. The "exposures" split is held out like "test" (same band of right ascension,
-its own stream) with every pair mismatched so: the bench measures the false positives there.
+another site, and a small telescope's stars twinkle by a few per cent in a short exposure (scintillation),
+which leaves residuals no kernel can subtract; no training pair had either. (What failed 1.2's night was
+mostly a saturation level taken too high, fixed in pipeline.saturation_level; see the model card.) A share
+(EXPOSURES["share"]) of training pairs therefore take the two epochs with exposures up to 60 times apart
+(mostly the new one deeper, and often sharper), and most training pairs (SCINTILLATION["share"]) render their
+stars with scintillation; those residuals are labelled artefacts. The "exposures" split is held out like
+"test" (same band of right ascension, its own stream) with every pair mismatched so: the bench measures the
+false positives there.
 """
 
 from __future__ import annotations
