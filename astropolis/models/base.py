@@ -134,6 +134,16 @@ def parameters_sha256(parameters: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(parameters)).hexdigest()
 
 
+CLIPPED_PIXELS = 3  # this many pixels at exactly a frame's maximum: the camera clipped there
+
+
+def clipped_maximum(data: np.ndarray, pixels: int = CLIPPED_PIXELS) -> float | None:
+    """The frame's maximum when at least `pixels` pixels share it exactly (a clipped full well, the level to
+    use when the header gives no SATURATE), else None."""
+    top = float(np.max(data))
+    return top if np.count_nonzero(data == top) >= pixels else None
+
+
 def rounded(value: float, digits: int = 6) -> float:
     """A float rounded so outputs are byte-identical across CPUs whose last bits differ."""
     if not math.isfinite(value):

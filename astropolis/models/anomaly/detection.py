@@ -20,6 +20,8 @@ import sep
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
+from astropolis.models.base import clipped_maximum
+
 DETECT_SIGMA = 3.0  # detection threshold per pixel (after sep's 3x3 smoothing), in background rms
 MIN_AREA = 5  # pixels above threshold
 SHARP_MARGIN = 0.45  # a source is a defect when its sharpness exceeds the stars' by this share of what is left to 1
@@ -56,8 +58,8 @@ def _saturation_level(data: np.ndarray, header: object | None) -> float:
             value = header.get(key) if hasattr(header, "get") else None
             if isinstance(value, (int, float)) and value > 0:
                 return float(value) * 0.98
-    high = float(data.max())
-    return high * 0.999 if int((data >= high).sum()) > 3 else np.inf
+    clipped = clipped_maximum(data, pixels=4)
+    return clipped * 0.999 if clipped is not None else np.inf
 
 
 def _psf_r50(r50: np.ndarray, elong: np.ndarray, snr: np.ndarray, header: object | None) -> float:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from astropolis.models.base import clipped_maximum
 from astropolis.models.quality.artefacts import LineStats, hot_columns, line_stats, sharp_pixels
 from astropolis.models.quality.meta import FrameMeta
 from astropolis.models.quality.sources import (
@@ -93,10 +94,8 @@ def saturation_level(data: np.ndarray, meta: FrameMeta) -> float:
     """The level at which the camera clips: the header's, or the maximum when several pixels share it exactly."""
     if meta.saturation_adu is not None:
         return meta.saturation_adu
-    top = float(data.max())
-    if np.count_nonzero(data == top) >= 3:
-        return top
-    return math.inf
+    clipped = clipped_maximum(data)
+    return clipped if clipped is not None else math.inf
 
 
 def _background(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float, int]:

@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from astropolis.models.base import clipped_maximum
 from astropolis.models.errors import BadInput
 from astropolis.models.transients.detect import Detections, detect
 from astropolis.models.transients.diff import Subtraction, exposure_ratio, subtract
 from astropolis.models.transients.stamps import triplets
 
 DEFAULT_SATURATION_ADU = 65535.0
-CLIPPED_PIXELS = 3  # this many pixels at exactly the maximum: the camera clipped there
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,10 @@ def saturation_level(header: Any, data: np.ndarray) -> float:
     value = header.get("SATURATE") if header is not None else None
     if isinstance(value, int | float) and value > 0:
         return float(value)
+    clipped = clipped_maximum(data)
+    if clipped is not None:
+        return clipped
     top = float(np.max(data))
-    if np.count_nonzero(data == top) >= CLIPPED_PIXELS:
-        return top
     return DEFAULT_SATURATION_ADU if top <= DEFAULT_SATURATION_ADU else top
 
 

@@ -83,6 +83,7 @@ class TransientResident(Resident[TransientReport]):
     name: ClassVar[str] = "transients"
     # 1.1: a fourth stamp channel and new weights (other p_real for the same pair). 1.2: new weights trained with a
     # share of pairs on bright galaxies (nuclear subtraction residuals as artefacts, nuclear transients as real).
+    # 1.3: trained on exposure mismatches and scintillation; a clipped maximum is the saturation level.
     version: ClassVar[str] = "1.3.0"
     input_kind: ClassVar[Literal["frame_pair"]] = "frame_pair"
     output_model: ClassVar[type[Output]] = TransientReport

@@ -29,7 +29,7 @@ BATCH = 128
 LEARNING_RATE = 2e-3
 THREADS = 2
 # Missing a real transient costs a follow-up never taken; calling a bogus one real costs one observation. So reals
-# are drawn at twice the other classes' cap each epoch (all of them, ~17 k) and weigh twice in the loss.
+# are drawn at twice the other classes' cap each epoch (all of them, 15-17 k) and weigh twice in the loss.
 REAL_DRAW = 2
 REAL_WEIGHT = 2.0
 
