@@ -21,7 +21,7 @@ from astropolis.models import load_resident
 from astropolis.models.base import file_sha256, load_frame
 from astropolis.models.errors import BadInput, WeightsMismatch
 from astropolis.models.quality.dataset import FLAGS, OUTPUTS, examples
-from astropolis.models.quality.evaluation import LADDERS, defects_at, ladder_scores, monotone_fields
+from astropolis.models.quality.evaluation import LADDERS, defects_at, field_ladder, ladder_scores, monotone_fields
 from astropolis.models.quality.features import Measurements, measure
 from astropolis.models.quality.meta import FrameMeta
 from astropolis.models.quality.model import predict
@@ -55,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.2.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.3.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -108,7 +108,7 @@ def test_flags_on_a_small_heldout_set(resident: QualityResident) -> None:
 
 SEVERITIES = {  # Measurements fields that grow with a defect, and how far to push them
     "cloud_gradient_pct": (0.0, 60.0),
-    "seeing_arcsec": (0.5, 15.0),
+    "hfd_arcsec": (0.6, 18.0),
     "elongation": (1.0, 4.0),
     "trail_strength": (0.0, 400.0),
     "hot_pixels_per_area": (0.0, 500.0),
@@ -140,7 +140,7 @@ def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, 
         assert all(b <= a for a, b in itertools.pairwise(scores)), (severity, scores)
         falls += scores[-1] < scores[0]
     assert falls > 0, f"the score never reads {severity}"  # each severity really moves the score
-    quiet = replace(measured, cloud_gradient_pct=4.0, elongation=1.3, seeing_arcsec=3.0)
+    quiet = replace(measured, cloud_gradient_pct=4.0, elongation=1.3, hfd_arcsec=3.6)
     wobbles = {score({**dict.fromkeys(OUTPUTS, 0.0), name: p}, quiet) for name in OUTPUTS for p in (0.0, 0.05, 0.099)}
     assert len(wobbles) == 1
     assert score(dict.fromkeys(OUTPUTS, 0.0), replace(measured, point_sources=0)) < 10  # no stars: no use
@@ -153,14 +153,40 @@ def test_losing_stars_or_the_psf_never_lifts_the_score(measured: Measurements) -
         probabilities = dict(zip(OUTPUTS, rng.uniform(0, 1, len(OUTPUTS)) ** 3, strict=True))
         frame = replace(
             measured,
-            seeing_arcsec=float(rng.uniform(0.5, 15.0)),
+            hfd_arcsec=float(rng.uniform(0.6, 18.0)),
             elongation=float(rng.uniform(1.0, 4.0)),
             point_sources=int(rng.integers(0, 40)),
         )
         fewer = [score(probabilities, replace(frame, point_sources=n)) for n in range(frame.point_sources, -1, -1)]
         assert all(b <= a for a, b in itertools.pairwise(fewer)), fewer
-        blind = replace(frame, seeing_arcsec=None, fwhm_px=None, elongation=None)
+        blind = replace(frame, hfd_arcsec=None, hfd_px=None, elongation=None)
         assert score(probabilities, blind) <= score(probabilities, frame)
+
+
+def test_the_half_flux_diameter_keeps_growing_through_defocus_and_ignores_clouds() -> None:
+    # A sparse held-out field (8-11 stars): its donuts' FWHM fell from 3x to 3.5x focus, which let the score rise;
+    # the HFD the focus penalty reads keeps growing. Clouds dim the stars but leave their HFD alone.
+    sparse = monotone_fields(22, seed=2)[21]
+    hfd = [m.hfd_px for m in field_ladder(sparse, "focus")[3:]]  # focus 2, 2.5, 3, 3.5
+    assert all(h is not None for h in hfd) and all(b > a for a, b in itertools.pairwise(hfd)), hfd  # type: ignore[operator]
+    cloudy = monotone_fields(4, seed=4)[3]
+    clear, thick = (
+        measure(f.data, FrameMeta.from_header(f.header)) for f in (render(cloudy), render(cloudy, Defects(clouds=0.9)))
+    )
+    assert clear.hfd_px is not None and thick.hfd_px is not None
+    assert thick.hfd_px == pytest.approx(clear.hfd_px, rel=0.1)
+
+
+def test_a_trail_within_a_degree_of_a_row_counts() -> None:
+    # The second aircraft of this held-out field flies 0.3 degrees off a pixel row; the trail search once left
+    # such lines to the detector and the score did not fall for it.
+    field = monotone_fields(32, seed=2)[31]
+    one, two = (
+        measure(f.data, FrameMeta.from_header(f.header))
+        for f in (render(field, Defects(aircraft_trails=n)) for n in (1, 2))
+    )
+    assert (one.trail_count, two.trail_count) == (1, 2)
+    assert two.trail_strength > one.trail_strength
 
 
 def test_two_crossing_satellite_trails_are_both_found() -> None:
@@ -181,7 +207,7 @@ def test_two_crossing_satellite_trails_are_both_found() -> None:
 def test_score_never_rises_on_two_fresh_fields(resident: QualityResident, defect: str) -> None:
     # Fields of a seed the score was not tuned on (tuning used seed 0); every rung at or below the one before.
     for field in monotone_fields(2, seed=3):
-        scores = ladder_scores(resident._net, field, defect)
+        scores = ladder_scores(resident._net, field_ladder(field, defect))
         assert all(b <= a for a, b in itertools.pairwise(scores)), scores
         assert scores[-1] < scores[0], scores
 
@@ -194,7 +220,7 @@ def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
     rising = []
     for defect in sorted(LADDERS):
         for field in monotone_fields(3, seed=4):
-            scores = ladder_scores(resident._net, field, defect)
+            scores = ladder_scores(resident._net, field_ladder(field, defect))
             assert scores[-1] < scores[0], (defect, scores)
             if any(b > a for a, b in itertools.pairwise(scores)):
                 rising.append((defect, scores))

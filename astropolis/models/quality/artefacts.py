@@ -129,9 +129,10 @@ def lit_image(
 
 
 def line_significance(
-    lit: np.ndarray, hidden: np.ndarray, occupancy: float
+    lit: np.ndarray, hidden: np.ndarray, occupancy: float, *, axes: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z, counts, lengths) per Hough cell (bands three distance bins wide) for lit pixels at `occupancy`."""
+    """(z, counts, lengths) per Hough cell (bands three distance bins wide) for lit pixels at `occupancy`; lines
+    within a degree of the pixel axes count only with `axes`."""
     from skimage.transform import hough_line
 
     h, w = lit.shape
@@ -142,8 +143,8 @@ def line_significance(
     expected = occupancy * lengths
     z = (counts - expected) / np.sqrt(lengths * occupancy * (1 - occupancy) + 1.0)
     z = np.where(lengths >= 0.3 * min(h, w) * open_share, z, 0.0)
-    # Exactly vertical or horizontal lines are the detector's (hot columns, bad rows), not the sky's.
-    z[:, _axis_aligned()] = 0.0
+    if not axes:  # exactly vertical or horizontal lines are the detector's (hot columns, bad rows), not the sky's
+        z[:, _axis_aligned()] = 0.0
     return z, counts, lengths
 
 

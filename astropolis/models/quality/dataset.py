@@ -22,7 +22,11 @@ not reported as flags.
 In the standard ("buffered") sets, severities are drawn away from the thresholds: positives from the
 threshold up, negatives from zero up to a third of it (sub-threshold defects are present, just not at the
 edge), and frames with 7 to 14 stars of S/N >= 10 are redrawn. The "continuous" sets draw severities
-uniformly through the thresholds and keep every frame, to show what the edge costs.
+uniformly through the thresholds and keep every frame, to show what the edge costs. The training set
+("training") draws severities like the buffered sets but keeps every frame: the labels that depend on the star
+count (bad_focus, tracking, low_star_count) carry no weight on a frame with 7 to 14 stars (loss_weights), while
+every other output learns from it. Sparse frames are where a gate is hardest to judge (the score's ladders
+rose there when training never showed the model one).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ SATURATED_LABEL = 5
 LOW_STARS_LABEL = 10
 STAR_BUFFER = (7, 14)  # buffered sets redraw frames with this many S/N >= 10 stars
 
-Mode = Literal["buffered", "continuous"]
+Mode = Literal["buffered", "training", "continuous"]
+STAR_DEPENDENT: tuple[str, ...] = ("bad_focus", "tracking", "low_star_count")  # labels judged on the star count
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,16 @@ def targets(example: Example) -> np.ndarray:
     return np.concatenate([example.labels, gate_labels(example.severity)])
 
 
+def loss_weights(example: Example) -> np.ndarray:
+    """Per output (OUTPUTS order), how much its label counts in training: 0 for the star-count labels of a frame
+    whose star count is within STAR_BUFFER (where they sit on their threshold), else 1."""
+    weights = np.ones(len(OUTPUTS))
+    stars = example.severity.get("bright_stars")
+    if stars is not None and STAR_BUFFER[0] <= stars <= STAR_BUFFER[1]:
+        weights[[OUTPUTS.index(name) for name in STAR_DEPENDENT]] = 0.0
+    return weights
+
+
 def example(seed: int, mode: Mode = "buffered", size: int = 512) -> Example:
     """The labelled example of one seed (a pure function of its arguments)."""
     rng = np.random.default_rng([seed, 0x51A7])
@@ -159,7 +174,8 @@ def example(seed: int, mode: Mode = "buffered", size: int = 512) -> Example:
         defects = draw_defects(rng, field, mode)
         frame = render(field, defects)
         # Buffered sets keep star counts away from the low_star_count threshold too (like every other flag).
-        if mode == "continuous" or not STAR_BUFFER[0] <= bright_star_count(frame, defects) <= STAR_BUFFER[1]:
+        stars = bright_star_count(frame, defects)
+        if mode != "buffered" or not STAR_BUFFER[0] <= stars <= STAR_BUFFER[1]:
             break
     measured = measure(frame.data, FrameMeta.from_header(frame.header))
     severity = {
@@ -172,6 +188,7 @@ def example(seed: int, mode: Mode = "buffered", size: int = 512) -> Example:
         "cosmic_rays": float(defects.cosmic_rays),
         "seeing_arcsec": field.seeing_arcsec,
         "exposure_s": field.exposure_s,
+        "bright_stars": float(stars),
     }
     return Example(seed, measured.features, labels_of(frame, defects), severity)
 

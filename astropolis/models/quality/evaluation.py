@@ -1,7 +1,7 @@
 """How the quality model is judged: per-flag precision, recall and F1, and whether the score falls (never
 rises) as each defect's severity rises on fixed fields.
 
-    python -m astropolis.models.quality.evaluation [--fields 32] [--seed 5]
+    python -m astropolis.models.quality.evaluation [--fields 32] [--seed 5] [--workers 2]
 
 prints the monotonicity check of the committed weights on `fields` fields drawn from `seed` (the model card's
 check on fields the score was not tuned on).
@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from astropolis.models.quality.model import QualityNet
+from astropolis.models.quality.dataset import FLAGS, OUTPUTS
+from astropolis.models.quality.features import Measurements, measure
+from astropolis.models.quality.meta import FrameMeta
+from astropolis.models.quality.model import QualityNet, predict
+from astropolis.models.quality.report import report
 from astropolis.models.simulator import Defects, FieldSpec, random_field, render
 
 # Severity ladders per defect (tracking in PSF FWHMs, multiplied by the field's seeing x focus).
@@ -65,15 +69,30 @@ def defects_at(name: str, value: float, field: FieldSpec) -> Defects:
     return replace(Defects(), **{name: int(value)})
 
 
-def ladder_scores(model: QualityNet, field: FieldSpec, name: str) -> list[float]:
-    """Scores of one field as one defect climbs its ladder."""
-    from astropolis.models.quality.resident import assess
+def field_ladder(field: FieldSpec, name: str) -> list[Measurements]:
+    """The measurements of one field's frames as one defect climbs its ladder."""
+    frames = (render(field, defects_at(name, value, field)) for value in LADDERS[name])
+    return [measure(frame.data, FrameMeta.from_header(frame.header)) for frame in frames]
 
-    scores = []
-    for value in LADDERS[name]:
-        frame = render(field, defects_at(name, value, field))
-        scores.append(assess(frame.data, frame.header, model=model).score)
-    return scores
+
+def field_ladders(job: tuple[int, int, int]) -> dict[str, list[Measurements]]:
+    """Field `index` of monotone_fields(count, seed) along every ladder (a pure function of the job, for worker
+    processes)."""
+    seed, count, index = job
+    field = monotone_fields(count, seed)[index]
+    return {name: field_ladder(field, name) for name in LADDERS}
+
+
+def ladder_scores(model: QualityNet, measured: Sequence[Measurements]) -> list[float]:
+    """Scores of one field's rungs as one defect climbs its ladder."""
+    probabilities = predict(model, np.stack([m.features for m in measured]))
+    thresholds = model.thresholds.detach().cpu().numpy()
+    return [
+        report(
+            dict(zip(OUTPUTS, map(float, p), strict=True)), dict(zip(FLAGS, map(float, thresholds), strict=True)), m
+        ).score
+        for p, m in zip(probabilities, measured, strict=True)
+    ]
 
 
 def monotone_fields(count: int, seed: int) -> list[FieldSpec]:
@@ -82,22 +101,30 @@ def monotone_fields(count: int, seed: int) -> list[FieldSpec]:
     return [random_field(rng, exposure_s=60.0) for _ in range(count)]
 
 
-def monotonicity(model: QualityNet, *, fields: int, seed: int) -> dict[str, Any]:
+def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1) -> dict[str, Any]:
     """Per defect: the share of fields whose score never rises along the ladder, the share whose score never
-    rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung."""
-    chosen = monotone_fields(fields, seed)
+    rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung. Frames
+    are rendered and measured in `workers` processes (the result is the same for any number)."""
+    jobs = [(seed, fields, index) for index in range(fields)]
+    if workers <= 1:
+        measured = [field_ladders(job) for job in jobs]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            measured = pool.map(field_ladders, jobs, chunksize=1)
     result: dict[str, Any] = {}
     for name in LADDERS:
         monotone, nearly, worst = 0, 0, 0.0
         ladders = []
-        for field in chosen:
-            scores = ladder_scores(model, field, name)
+        for field in measured:
+            scores = ladder_scores(model, field[name])
             ladders.append(scores)
             rises = np.diff(scores)
             worst = max(worst, float(rises.max()))
             monotone += int(np.all(rises <= 0))
             nearly += int(np.all(rises <= 2.0))
-        count = max(len(chosen), 1)
+        count = max(len(measured), 1)
         result[name] = {
             "monotone_share": round(monotone / count, 4),
             "within_2_points_share": round(nearly / count, 4),
@@ -118,8 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fields", type=int, default=32)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering frames")
     args = parser.parse_args()
-    result = monotonicity(QualityResident()._net, fields=args.fields, seed=args.seed)
+    result = monotonicity(QualityResident()._net, fields=args.fields, seed=args.seed, workers=args.workers)
     print(json.dumps({"fields": args.fields, "seed": args.seed, "monotonicity": result}, indent=2))
 
 

@@ -77,6 +77,8 @@ class Measurements:
     star_count: int
     fwhm_px: float | None
     seeing_arcsec: float | None
+    hfd_px: float | None  # half-flux diameter (2 x the median half-light radius) of the bright stars
+    hfd_arcsec: float | None
     elongation: float | None
     saturated_pixels: int
     hot_pixel_candidates: int
@@ -227,6 +229,8 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         star_count=stars,
         fwhm_px=shown.fwhm_px,
         seeing_arcsec=shown.fwhm_px * scale if shown.fwhm_px and scale else None,
+        hfd_px=2.0 * shown.r50_px if shown.r50_px else None,
+        hfd_arcsec=2.0 * shown.r50_px * scale if shown.r50_px and scale else None,
         elongation=shown.elongation,
         saturated_pixels=n_saturated,
         hot_pixel_candidates=singles,

@@ -6,11 +6,16 @@ measured severity, so that the score can only fall as a defect grows:
     clouds     0.75 g(p_clouds) sat((sky gradient % - 3.5) / 4)    (the trails' light left out of the mesh)
     PSF        0.60 without a measurable PSF or with fewer than 6 point sources (a PSF from a few stars is noise,
                and a hot pixel or a strobe can make one), else max(focus, tracking)
-      focus    0.60 lin(FWHM": 2 -> 0.6, 10 -> 1) max(g(p_psf_focus), ramp(FWHM", 4.6, 6))
+      focus    0.60 lin(HFD": 2.4 -> 0.6, 12 -> 1) max(g(p_psf_focus), ramp(HFD", 5.5, 7.2))
       tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_psf_tracking), ramp(a/b, 1.45, 1.75))
     trail      0.50 s / (s + 60)             s: summed strength over 16 of every line the multi-line search finds
     hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
     no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
+
+HFD is the stars' half-flux diameter (twice the median half-light radius; about 1.2 FWHM for a focused Moffat
+star), the size autofocus routines use because it keeps growing through defocus: the FWHM of a donut does not
+(its half maximum sits on the ring's edge, and on a sparse field it fell as the focus worsened). Each star's own
+background is taken out first, so clouds (a residual sky pedestal) do not inflate it.
 
 with sat(x) = 1 - exp(-max(x, 0)), ramp(x, a, b) = clip((x - a) / (b - a), 0, 1), lin(...) piecewise linear
 through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2). p_psf_focus and p_psf_tracking are the
@@ -19,9 +24,9 @@ are negative on frames with too few stars to judge and so would close the gates 
 The learned probability p only opens a gate (a galaxy or a cluster's glow tilts the sky like a cloud does; only
 the model tells them apart), and so does a severity too large to be anything else; how much the score falls is
 the measured severity's, which keeps rising where p has long saturated. Closed gates and dead zones keep the other
-flags' wobble out of the score: on a clean, star-rich frame of seeing under 4.6" the score is 100. Losing the PSF
-measurement can only raise the penalty (0.60 is the PSF term's largest value), so a defect that smears the stars
-away cannot lift the score. Saturation does not lower the score (a property of the exposure).
+flags' wobble out of the score: on a clean, star-rich frame of HFD under 5.5" (seeing under ~4.6") the score is 100.
+Losing the PSF measurement can only raise the penalty (0.60 is the PSF term's largest value), so a defect that
+smears the stars away cannot lift the score. Saturation does not lower the score (a property of the exposure).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ GATE = (0.1, 0.2)  # a flag probability opens its penalty's gate from 0.1 and fu
 CLOUDS = {"weight": 0.75, "dead_pct": 3.5, "scale_pct": 4.0}  # galaxies tilt the mesh by up to ~3.5 %
 # Severity (0..1) as a piecewise-linear function of the measurement through these points; the gate opens with the
 # flag or, regardless of it, along "opens".
-FOCUS = {"weight": 0.6, "severity": ((2.0, 0.6), (10.0, 1.0)), "opens": (4.6, 6.0)}
+FOCUS = {"weight": 0.6, "severity": ((2.4, 0.6), (12.0, 1.0)), "opens": (5.5, 7.2)}  # HFD, arcsec: 1.2 x the FWHM
 TRACKING = {"weight": 0.6, "severity": ((1.05, 0.0), (1.35, 0.6), (2.3, 1.0)), "opens": (1.45, 1.75)}
 PSF_UNJUDGED = 0.6  # no PSF to judge: as bad as the PSF term gets
 MIN_PSF_SOURCES = 6  # with fewer point sources the PSF term is PSF_UNJUDGED (a PSF from a few stars is noise,
@@ -77,6 +82,9 @@ class QualityReport(Output):
     flags: tuple[QualityFlag, ...] = Field(description="Every flag, raised or not, in a fixed order.")
     seeing_arcsec: float | None = Field(description="Median FWHM of bright stars, arcsec (None: no stars or scale).")
     fwhm_px: float | None = Field(description="Median FWHM of bright stars, pixels (None: too few stars).")
+    hfd_arcsec: float | None = Field(
+        default=None, description="Half-flux diameter of bright stars, arcsec (None: no stars or scale)."
+    )
     background_adu: float = Field(description="Median background level, ADU (bias included).")
     background_rms_adu: float = Field(description="Background noise, ADU.")
     sky_gradient_pct: float = Field(description="Background change from centre to edge, percent of the sky level.")
@@ -94,8 +102,8 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     """Each defect's penalty (0: absent, towards 1: ruins the frame); see the module docstring."""
     tilt = _sat((measured.cloud_gradient_pct - CLOUDS["dead_pct"]) / CLOUDS["scale_pct"])
     out = {"clouds": CLOUDS["weight"] * _gate(probabilities["clouds"]) * tilt}
-    # The plate scale turns the FWHM into arcsec; without one, pixels stand in for arcsec.
-    width = measured.seeing_arcsec if measured.seeing_arcsec is not None else measured.fwhm_px
+    # The plate scale turns the HFD into arcsec; without one, pixels stand in for arcsec.
+    width = measured.hfd_arcsec if measured.hfd_arcsec is not None else measured.hfd_px
     elongation = measured.elongation
     floor = PSF_UNJUDGED if measured.point_sources < MIN_PSF_SOURCES else 0.0
     if width is None or elongation is None:
@@ -145,6 +153,7 @@ def report(probabilities: dict[str, float], thresholds: dict[str, float], measur
         ),
         seeing_arcsec=optional(measured.seeing_arcsec, 3),
         fwhm_px=optional(measured.fwhm_px, 3),
+        hfd_arcsec=optional(measured.hfd_arcsec, 3),
         background_adu=rounded(measured.background_adu, 3),
         background_rms_adu=rounded(measured.background_rms_adu, 4),
         sky_gradient_pct=rounded(min(measured.sky_gradient_pct, 1e6), 3),

@@ -25,7 +25,7 @@ from astropolis.models.quality.model import QualityNet, load, predict
 from astropolis.models.quality.report import QualityReport, report
 
 WEIGHTS = Path(__file__).with_name("quality.pt")
-WEIGHTS_SHA256 = "sha256:d7c06d9379555c1e89fce98f21bd41617e5033e2a1f686454ed264d9055a5445"
+WEIGHTS_SHA256 = "sha256:30f8f0b97b30180ff0d98464cdb61ddd2cfc0075e5c8b34d946fa964283688ba"
 DEFAULT_THRESHOLD = 50.0  # the Site model's default quality_threshold
 REOBSERVE_PRIORITY = 60
 MIN_SIDE = 16
@@ -66,7 +66,9 @@ class QualityResident(Resident[QualityReport]):
     """Grades every frame; frames below the site's quality threshold are proposed for re-observation."""
 
     name = "quality"
-    version = "1.2.0"  # 1.1: per-defect penalties that never rise with severity; 1.2: the PSF gates by truth
+    # 1.1: per-defect penalties that never rise with severity; 1.2: the PSF gates by truth; 1.3: the focus penalty
+    # on the half-flux diameter, trails along the pixel rows, the model trained on sparse frames too
+    version = "1.3.0"
     input_kind = "frame"
     output_model = QualityReport
 

@@ -13,6 +13,7 @@ DETECT_SIGMA = 3.0
 STAR_SNR = 10.0
 PSF_SNR = 8.0
 MAX_PSF_STARS = 300
+HFD_STARS = 15  # the half-light radius is the median of the brightest this many (noise inflates faint stars')
 CR_SIGCLIP = 4.5  # L.A.Cosmic Laplacian-to-noise limit
 CR_OBJLIM = 5.0  # L.A.Cosmic contrast limit that protects stars' cores
 CR_LIGHT_SHARE = 0.5  # a source with more than this share of its light in flagged pixels is a hit
@@ -48,6 +49,7 @@ class PsfStats:
     center_dip: float  # profile at the centre over its maximum: 1 for a star, < 1 for a donut
     wing: float  # profile at 2 x the half-maximum radius over its maximum
     r90_over_r50: float
+    r50_px: float | None  # half-light radius of the brightest stars (in the profile's radius): grows through defocus
     ellipticity: float  # |mean (e1, e2)| of windowed second moments: a common (tracking) elongation
     ellipticity_spread: float  # median |e| of single stars
     elongation: float | None  # median a/b of the stars (sep's isophotal moments)
@@ -183,7 +185,7 @@ def psf_stats(sub: np.ndarray, sources: Sources, back: np.ndarray, saturation: f
     flat top, central dip, wings), windowed second moments (mean ellipticity) and sep's a/b and angles."""
     import sep
 
-    empty = PsfStats(0, None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, 0.0)
+    empty = PsfStats(0, None, 0.0, 0.0, 0.0, 0.0, 0.0, None, 0.0, 0.0, None, None, 0.0)
     objects = sources.objects
     if len(objects) == 0:
         return empty
@@ -243,12 +245,33 @@ def psf_stats(sub: np.ndarray, sources: Sources, back: np.ndarray, saturation: f
         center_dip=profile.dip,
         wing=profile.wing,
         r90_over_r50=float(np.median(radii[:, 1] / np.maximum(radii[:, 0], 1e-3))),
+        r50_px=_half_light_radius(cutouts[:HFD_STARS], r[:HFD_STARS], radius),  # chosen is in falling flux
         ellipticity=ellipticity,
         ellipticity_spread=spread,
         elongation=float(np.median(ratio)),
         elongation_p80=float(np.percentile(ratio, 80)),
         coherence=float(np.abs(np.sum(weight * np.exp(2j * angle))) / np.sum(weight)),
     )
+
+
+def _half_light_radius(cutouts: np.ndarray, r: np.ndarray, radius: int) -> float | None:
+    """Median over stars of the radius holding half the light within 0.75 x `radius`, each star's own background
+    (the median of its cutout's outer ring) taken out first: a residual sky pedestal under clouds would otherwise
+    push every radius outwards."""
+    inner, ring = r <= 0.75 * radius, (r > 0.75 * radius) & (r <= radius)
+    found = []
+    for cutout, distance, keep, outer in zip(cutouts, r, inner, ring, strict=True):
+        values = cutout[keep] - (float(np.median(cutout[outer])) if outer.any() else 0.0)
+        order = np.argsort(distance[keep], kind="stable")
+        light = np.maximum.accumulate(np.cumsum(values[order]))
+        if light.size < 2 or light[-1] <= 0:
+            continue
+        radii = distance[keep][order]
+        j = min(max(int(np.searchsorted(light, 0.5 * light[-1])), 1), light.size - 1)
+        step = light[j] - light[j - 1]
+        t = (0.5 * light[-1] - light[j - 1]) / step if step > 0 else 0.0
+        found.append(float(radii[j - 1] + t * (radii[j] - radii[j - 1])))
+    return float(np.median(found)) if found else None
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,10 @@ def trails(
     remaining = lit.copy()
     found: list[Trail] = []
     for _ in range(MAX_TRAILS):
-        z, _, _ = line_significance(remaining, hidden, occupancy)
+        # Lines along the pixel axes count here: lit_image took out each row's and column's median (a whole bad row
+        # or hot column is gone) and trail_hidden hides the hot columns, while a satellite crossing within a degree
+        # of a row is as much a trail as any (the features' search leaves the axes out).
+        z, _, _ = line_significance(remaining, hidden, occupancy, axes=True)
         best = np.unravel_index(int(np.argmax(z)), z.shape)
         if z[best] < TRAIL_FIND_Z:
             break

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from astropolis.models.base import deterministic
-from astropolis.models.quality.dataset import FLAGS, GATES, Example, examples, targets
+from astropolis.models.quality.dataset import FLAGS, GATES, Example, Mode, examples, loss_weights, targets
 from astropolis.models.quality.evaluation import f1_table, monotonicity
 from astropolis.models.quality.model import QualityNet, predict, save
 
@@ -30,14 +30,17 @@ SIZES = {"train": 3000, "validation": 600, "heldout": 1000, "continuous": 600, "
 QUICK_SIZES = {"train": 300, "validation": 100, "heldout": 150, "continuous": 60, "monotone_fields": 2}
 # Disjoint seed ranges per split (offset by the training seed).
 OFFSETS = {"train": 0, "validation": 1_000_000, "heldout": 2_000_000, "continuous": 3_000_000}
+MODES: dict[str, Mode] = {"train": "training", "continuous": "continuous"}  # the rest are "buffered"
 EPOCHS = 150
 BATCH = 128
 
 
 def fit(train: list[Example], *, seed: int) -> QualityNet:
-    """Fit the MLP on training examples: mini-batches of 128, AdamW, cosine learning rate, BCE loss."""
+    """Fit the MLP on training examples: mini-batches of 128, AdamW, cosine learning rate, BCE loss weighted by
+    dataset.loss_weights."""
     features = torch.from_numpy(np.stack([e.features for e in train])).to(torch.float32)
     labels = torch.from_numpy(np.stack([targets(e) for e in train])).to(torch.float32)
+    weights = torch.from_numpy(np.stack([loss_weights(e) for e in train])).to(torch.float32)
     with deterministic():
         torch.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -46,14 +49,15 @@ def fit(train: list[Example], *, seed: int) -> QualityNet:
         model.scale.copy_(features.std(dim=0).clamp_min(1e-3))
         optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, EPOCHS)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
         model.train()
         for _ in range(EPOCHS):
             permutation = torch.randperm(len(features), generator=order)
             for start in range(0, len(features), BATCH):
                 batch = permutation[start : start + BATCH]
                 optimiser.zero_grad()
-                loss_fn(model(features[batch]), labels[batch]).backward()
+                weight = weights[batch]
+                (loss_fn(model(features[batch]), labels[batch]) * weight).sum().div(weight.sum()).backward()
                 optimiser.step()
             schedule.step()
     return model.eval()
@@ -93,7 +97,7 @@ def train(
         sets = {
             split: examples(
                 range(seed + OFFSETS[split], seed + OFFSETS[split] + sizes[split]),
-                "continuous" if split == "continuous" else "buffered",
+                MODES.get(split, "buffered"),
                 workers=workers,
             )
             for split in ("train", "validation", "heldout", "continuous")
@@ -116,7 +120,7 @@ def train(
         "heldout": _evaluate(inference, sets["heldout"], thresholds),
         "heldout_continuous": _evaluate(inference, sets["continuous"], thresholds),
         "heldout_gates": _evaluate_gates(inference, sets["heldout"]),
-        "monotonicity": monotonicity(inference, fields=sizes["monotone_fields"], seed=seed),
+        "monotonicity": monotonicity(inference, fields=sizes["monotone_fields"], seed=seed, workers=workers),
         "weights_sha256": "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest(),
         "weights_bytes": weights.stat().st_size,
         "seconds": {
