@@ -291,6 +291,20 @@ def test_low_score_files_one_reobserve_with_the_frames_filter_and_exposure(tmp_p
     assert len(ledger.jobs()) == 1
 
 
+def test_sparse_training_frames_teach_everything_but_the_star_count_labels() -> None:
+    from astropolis.models.quality.dataset import STAR_DEPENDENT, Example, loss_weights
+
+    def weights(stars: float | None) -> dict[str, float]:
+        severity = {"focus": 1.0, "tracking_fwhm": 0.0} | ({} if stars is None else {"bright_stars": stars})
+        example = Example(seed=0, features=np.zeros(3), labels=np.zeros(len(FLAGS)), severity=severity)
+        return dict(zip(OUTPUTS, loss_weights(example), strict=True))
+
+    sparse = weights(10.0)  # 7-14 stars: the star-count labels sit on their threshold
+    assert {name for name, w in sparse.items() if w == 0.0} == set(STAR_DEPENDENT)
+    assert sparse["psf_focus"] == sparse["clouds"] == 1.0  # the gates learn from sparse frames
+    assert set(weights(30.0).values()) == set(weights(3.0).values()) == set(weights(None).values()) == {1.0}
+
+
 def test_the_psf_gates_are_labelled_by_the_defect_whatever_the_star_count() -> None:
     from astropolis.models.quality.dataset import Example, gate_labels, targets
 
