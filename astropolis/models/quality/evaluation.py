@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from astropolis.models.quality.dataset import FLAGS, OUTPUTS
+from astropolis.models.quality.dataset import OUTPUTS
 from astropolis.models.quality.features import Measurements, measure
 from astropolis.models.quality.meta import FrameMeta
 from astropolis.models.quality.model import QualityNet, predict
-from astropolis.models.quality.report import report
+from astropolis.models.quality.report import score
 from astropolis.models.simulator import Defects, FieldSpec, random_field, render
 
 # Severity ladders per defect (tracking in PSF FWHMs, multiplied by the field's seeing x focus).
@@ -86,12 +86,8 @@ def field_ladders(job: tuple[int, int, int]) -> dict[str, list[Measurements]]:
 def ladder_scores(model: QualityNet, measured: Sequence[Measurements]) -> list[float]:
     """Scores of one field's rungs as one defect climbs its ladder."""
     probabilities = predict(model, np.stack([m.features for m in measured]))
-    thresholds = model.thresholds.detach().cpu().numpy()
     return [
-        report(
-            dict(zip(OUTPUTS, map(float, p), strict=True)), dict(zip(FLAGS, map(float, thresholds), strict=True)), m
-        ).score
-        for p, m in zip(probabilities, measured, strict=True)
+        score(dict(zip(OUTPUTS, map(float, p), strict=True)), m) for p, m in zip(probabilities, measured, strict=True)
     ]
 
 
