@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,11 @@ from typer.testing import CliRunner
 
 from astropolis.agent.cli import app
 from astropolis.lake import Lake
-from astropolis.memory import JobState, Ledger
+from astropolis.lake.clock import ManualClock
+from astropolis.memory import AuditLog, JobState, Ledger
+from astropolis.tools.deps import ToolDeps
+from astropolis.tools.recall_tools import NightInput, summarize_night
+from astropolis.tools.sites import demo_sites
 
 runner = CliRunner()
 
@@ -36,6 +41,8 @@ def test_demo_night_on_fake_sites_follows_the_dark_and_survives_a_rerun(home: Pa
     (loop,) = [row for row in report["follow_ups"] if row["resident"] == "transients"]
     assert loop["kind"] == "observe" and loop["lane"] == "rapid" and loop["state"] == "COMPLETED"
     assert loop["follow_up_site"] != loop["frame_site"] and len(loop["follow_up_frames"]) == 3
+    # ... and the follow-up frames, each against the field's reference, called it real again.
+    assert loop["confirmation"]["verdict"] == "confirmed" and loop["confirmation"]["real"] >= 2, loop["confirmation"]
     assert abs(loop["target"]["ra_deg"] - 40.67541) < 2 / 3600 and abs(loop["target"]["dec_deg"] + 0.01052) < 2 / 3600
     sky_at = next(e["at"] for e in report["events"] if e["kind"] == "sky")
     assert loop["frame_at"] > sky_at
@@ -48,6 +55,19 @@ def test_demo_night_on_fake_sites_follows_the_dark_and_survives_a_rerun(home: Pa
     sites = {row["name"]: row for row in report["sites"]}
     for frame in frames:
         assert sites[frame.site]["dusk"] <= frame.observed_at.isoformat() <= sites[frame.site]["dawn"]
+    # The agent's account of the night says the same: the follow-up was confirmed.
+    with Lake(home / "lake") as lake:
+        clock = ManualClock(datetime.fromisoformat(report["end"]))
+        deps = ToolDeps(
+            lake,
+            Ledger(f"sqlite:///{home / 'ledger.db'}"),
+            AuditLog(f"sqlite:///{home / 'audit.db'}"),
+            demo_sites("fake"),
+            clock=clock,
+        )
+        summary = summarize_night(deps, NightInput(hours=30))
+    (line,) = [f for f in summary.follow_ups if f.startswith(f"job {loop['job']} ")]
+    assert "COMPLETED at " in line and "; confirmed: real in" in line, line
     # Running the same night again submits nothing new and takes no new exposure.
     again = night("--backend", "fake", "--exposure", "2")
     assert again["totals"]["jobs"] == totals["jobs"] and not [e for e in again["events"] if e["kind"] == "frame"]
@@ -97,6 +117,7 @@ def test_demo_night_on_real_alpaca_simulators(home: Path) -> None:
     # The supernova in M77 was found on a real simulator frame and followed up from another site.
     (loop,) = [row for row in report["follow_ups"] if row["resident"] == "transients"]
     assert loop["state"] == "COMPLETED" and loop["follow_up_site"] != loop["frame_site"] and loop["follow_up_frames"]
+    assert loop["confirmation"]["verdict"] == "confirmed", loop["confirmation"]  # seen again from the other site
     assert abs(loop["target"]["ra_deg"] - 40.67541) < 3 / 3600 and abs(loop["target"]["dec_deg"] + 0.01052) < 3 / 3600
     with Lake(home / "lake") as lake:
         frames = lake.frames()

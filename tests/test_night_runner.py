@@ -178,3 +178,5 @@ def test_residents_find_a_new_star_and_another_site_follows_it_up(tmp_path: Path
     found = [c for c in check.product.output["candidates"] if c["real"]]
     assert any(abs(c["ra_deg"] - ra) * 3600 < 3 and abs(c["dec_deg"] - dec) * 3600 < 3 for c in found), found
     assert row["frame_site"] not in ledger.get(row["job"]).request.constraints.sites
+    # The night ran the same comparison on its own and reports the follow-up as confirmed.
+    assert row["confirmation"]["verdict"] == "confirmed" and row["confirmation"]["compared"] >= 1, row["confirmation"]

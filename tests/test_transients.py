@@ -21,9 +21,11 @@ from astropolis.models.errors import BadInput
 from astropolis.models.simulator import FieldSpec, Transient, render_pair, to_fits_bytes
 from astropolis.models.transients.cnn import CLASSES, build_model, parameter_count, probabilities
 from astropolis.models.transients.dataset import pair_examples, run_pipeline
+from astropolis.models.transients.followup import follow_up_exposure
 from astropolis.models.transients.metrics import auc
 from astropolis.models.transients.resident import WEIGHTS_PATH, WEIGHTS_SHA256, TransientResident
 from astropolis.models.transients.stamps import STAMP_SIZE, triplets
+from astropolis.tools.followups import confirm_in_lake, confirmation
 from astropolis.tools.residents import ResidentRunner
 
 RA, DEC = 280.0, -5.0  # a rich field near the Galactic plane: a few hundred stars in 320 x 320 px
@@ -168,6 +170,74 @@ def test_real_candidate_becomes_an_observe_job_citing_the_product(runner: Reside
     assert job.exposure is not None and job.exposure.filter == "R" and 30.0 <= job.exposure.exposure_s <= 600.0
     assert job.lane == ("rapid" if best["p_real"] >= 0.9 else "queue")
     assert runner.run("transients", [new_id, ref_id]).jobs == []  # a rerun stores and files nothing new
+
+
+@pytest.mark.parametrize(
+    ("discovery_s", "snr", "expected"),
+    [
+        (3.0, 1339.0, 3.0),  # the demo's supernova: a bright source in a short frame keeps the short exposure
+        (120.0, 40.0, 70.0),  # 120 x (30/40)^2 = 67.5 s, up to the next 10 s
+        (60.0, 300.0, 30.0),  # bright in a long frame: the 30 s floor
+        (10.0, 5.0, 360.0),  # faint: 10 x 36
+        (60.0, 5.0, 600.0),  # 2,160 s wanted: the 600 s ceiling
+        (4.0, 35.0, 4.0),  # 2.9 s wanted, but never shorter than the discovery frame below the floor
+        (8.0, 25.0, 20.0),  # 11.5 s wanted: 10 s steps from 10 s on
+        (2.0, 60.0, 2.0),  # 0.5 s wanted: whole seconds, but not below the 2 s discovery frame
+        (20.0, 60.0, 20.0),  # 5 s wanted, floor min(30, 20) = 20
+    ],
+)
+def test_follow_up_exposure_reaches_snr_30_without_outlasting_a_short_discovery(
+    discovery_s: float, snr: float, expected: float
+) -> None:
+    assert follow_up_exposure(discovery_s, snr) == pytest.approx(expected)
+
+
+def test_follow_up_exposure_refuses_a_discovery_without_exposure_time() -> None:
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(ValueError, match="discovery exposure"):
+            follow_up_exposure(bad, 20.0)
+
+
+def test_a_follow_up_is_confirmed_when_another_frame_sees_the_candidate_again(runner: ResidentRunner) -> None:
+    """frame -> candidate -> observe job -> follow-up frames: 'confirmed' where the follow-up's own difference calls
+    the candidate real again, 'not seen' where the source is gone, 'not compared' where transients never ran."""
+    ra, dec = RA - 0.003, DEC + 0.004
+    found = (Transient(ra, dec, snr=40.0),)
+    reference, new = render_pair(_field(seed=8), transients=found)
+    _, follow = render_pair(_field(seed=8), transients=found, shift_arcsec=7.0)
+    _, gone = render_pair(_field(seed=8), shift_arcsec=11.0)
+    ids = {
+        name: runner.lake.ingest_bytes(to_fits_bytes(frame), name=name).frame.id
+        for name, frame in (("ref", reference), ("new", new), ("follow", follow), ("gone", gone))
+    }
+    discovery = runner.run("transients", [ids["new"], ids["ref"]])
+    target = discovery.jobs[0].request.target
+    assert target is not None
+    for name in ("follow", "gone"):
+        runner.run("transients", [ids[name], ids["ref"]])
+    seen = confirm_in_lake(runner.lake, target.ra_deg, target.dec_deg, [ids["follow"]])
+    assert seen["verdict"] == "confirmed" and seen["real"] == seen["seen"] == seen["compared"] == 1
+    assert seen["best"]["snr"] > 20 and seen["summary"].startswith("confirmed: real in 1, seen in 1 of 1")
+    assert confirm_in_lake(runner.lake, target.ra_deg, target.dec_deg, [ids["gone"]])["verdict"] == "not seen"
+    both = confirm_in_lake(runner.lake, target.ra_deg, target.dec_deg, [ids["gone"], ids["follow"]])
+    assert both["verdict"] == "confirmed" and (both["compared"], both["real"]) == (2, 1)
+    # The reference itself was never a new frame: no transients report, so nothing to judge.
+    unjudged = confirm_in_lake(runner.lake, target.ra_deg, target.dec_deg, [ids["ref"]])
+    assert unjudged["verdict"] == "not compared" and "none compared" in unjudged["summary"]
+    # A re-detection 6" away is someone else; an unreal one near the target is 'seen, not called real'.
+    far = {
+        "candidates": [
+            {"ra_deg": target.ra_deg, "dec_deg": target.dec_deg + 6 / 3600, "real": True, "p_real": 0.99, "snr": 50.0}
+        ]
+    }
+    faint = {
+        "candidates": [
+            {"ra_deg": target.ra_deg, "dec_deg": target.dec_deg + 1 / 3600, "real": False, "p_real": 0.2, "snr": 5.5}
+        ]
+    }
+    assert confirmation(target.ra_deg, target.dec_deg, [far])["verdict"] == "not seen"
+    assert confirmation(target.ra_deg, target.dec_deg, [faint, None])["verdict"] == "seen, not called real"
+    assert confirmation(target.ra_deg, target.dec_deg, [])["verdict"] == "no frames yet"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ short, checked note — so a model cannot smuggle arbitrary text into the ledger
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -12,6 +11,7 @@ from pydantic import Field, StringConstraints
 
 from astropolis.memory import JobKind, JobState, parse_request
 from astropolis.memory.jobs import TERMINAL_STATES, Job
+from astropolis.models.transients.followup import follow_up_exposure
 from astropolis.tools.deps import ToolDeps
 from astropolis.tools.errors import BadArguments, Refused
 from astropolis.tools.lake_tools import LAKE_ID
@@ -221,8 +221,7 @@ def follow_up_candidate(deps: ToolDeps, args: FollowUpInput) -> ProposalOutput:
     """Ask for a follow-up of a transient candidate from another site, with the exposure its S/N needs."""
     candidate, product = _candidate(deps, args)
     new_frame = deps.lake.frame(product.inputs[0])
-    exposure = float(new_frame.exptime_s or 60.0) * (30.0 / max(float(candidate["snr"]), 1.0)) ** 2
-    exposure = float(min(600.0, max(30.0, 10.0 * math.ceil(exposure / 10.0))))
+    exposure = follow_up_exposure(float(new_frame.exptime_s or 60.0), float(candidate["snr"]))
     others = tuple(s.name for s in deps.sites if s.name != new_frame.site)
     reason = (
         f"follow-up of transient candidate {args.candidate} (p(real) {candidate['p_real']:.3f}, S/N "

@@ -25,6 +25,7 @@ from astropolis.memory import AuditLog, IllegalTransition, Job, JobKind, JobStat
 from astropolis.tools.drivers import Driver
 from astropolis.tools.errors import BadArguments, DriverError, Refused
 from astropolis.tools.executor import SiteExecutor
+from astropolis.tools.followups import confirm_in_lake
 from astropolis.tools.night_residents import NightResidents
 from astropolis.tools.scheduler_models import Assignment, SiteState
 from astropolis.tools.sites import SiteRegistry
@@ -498,6 +499,10 @@ class NightRunner:
                     "follow_up_site": job.site,
                     "follow_up_frames": frames_by_job.get(job.id, []),
                     "reason": job.request.reason,
+                    # Did the follow-up frames see the candidate again (transients against the field's reference)?
+                    "confirmation": confirm_in_lake(lake, target.ra_deg, target.dec_deg, frames_by_job.get(job.id, []))
+                    if product.resident == "transients" and target is not None
+                    else None,
                 }
             )
         return rows

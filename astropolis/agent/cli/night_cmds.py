@@ -203,7 +203,8 @@ def _print_report(report: dict[str, Any]) -> None:
         stdout.print(
             f"  follow-up job {row['job']} ({row['kind']}, {row['lane']}): {row['resident']} on {row['frame_site']} "
             f"frame {row['frame'][7:19]} → product {row['product'][7:19]} → {row['follow_up_site'] or 'no site yet'}, "
-            f"{frames} frame(s), {row['state']}",
+            f"{frames} frame(s), {row['state']}"
+            + (f"; {row['confirmation']['summary']}" if row.get("confirmation") else ""),
             markup=False,
         )
     totals = report["totals"]

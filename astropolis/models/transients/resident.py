@@ -20,13 +20,13 @@ from pydantic import Field
 
 from astropolis.models.base import Context, FramePair, Output, ProposedJob, Resident, checked_weights, rounded
 from astropolis.models.transients.cnn import CLASSES, load_model, probabilities
+from astropolis.models.transients.followup import follow_up_exposure
 from astropolis.models.transients.pipeline import analyse, filter_name
 from astropolis.models.transients.stamps import cosmic_ray_flags
 
 WEIGHTS_PATH = Path(__file__).with_name("weights.npz")
 WEIGHTS_SHA256 = "sha256:b14bbc98c4f2191ee0bc37ae9c3fa69965ee197abc536b9ab079d6663f82f32c"
 CANDIDATE_CAP = 2000  # candidates classified per pair; the report keeps the most likely real ones
-FOLLOW_UP_SNR = 30.0  # a follow-up exposure aims at this S/N
 ClassName = Literal["real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact"]
 
 
@@ -189,7 +189,6 @@ class TransientResident(Resident[TransientReport]):
         exposure = new.frame.exptime_s or float(new.header.get("EXPTIME", 60.0) or 60.0)
         jobs = []
         for c in (c for c in output.candidates if c.real):
-            follow = float(np.clip(exposure * (FOLLOW_UP_SNR / max(c.snr, 1.0)) ** 2, 30.0, 600.0))
             strength = min(1.0, max(0.0, math.log10(max(c.snr, 1.0) / 5.0)))  # 0 at S/N 5, 1 at S/N 50
             jobs.append(
                 ProposedJob(
@@ -203,7 +202,7 @@ class TransientResident(Resident[TransientReport]):
                     dec_deg=c.dec_deg,
                     name=f"AT candidate {c.ra_deg:.5f} {c.dec_deg:+.5f}",
                     filter=band,
-                    exposure_s=round(follow / 10.0) * 10.0,
+                    exposure_s=follow_up_exposure(exposure, c.snr),
                     count=3,
                     lane="rapid" if c.p_real >= self.rapid_threshold else "queue",
                     other_site=True,  # confirmation from independent optics rules out the instrument
