@@ -172,6 +172,28 @@ def test_real_candidate_becomes_an_observe_job_citing_the_product(runner: Reside
     assert runner.run("transients", [new_id, ref_id]).jobs == []  # a rerun stores and files nothing new
 
 
+def test_a_faint_candidate_queues_even_when_called_real_with_confidence(runner: ResidentRunner) -> None:
+    """The rapid lane needs S/N >= 10 as well as p(real) >= 0.9: a lone 5-sigma peak looks like a faint star."""
+    from datetime import UTC, datetime
+
+    from astropolis.models.base import Context
+    from astropolis.models.transients.resident import TransientReport
+
+    reference, new = _pair(20.0)
+    new_id = runner.lake.ingest_bytes(to_fits_bytes(new), name="new").frame.id
+    ref_id = runner.lake.ingest_bytes(to_fits_bytes(reference), name="ref").frame.id
+    pair = FramePair(new=runner.load(new_id), reference=runner.load(ref_id))
+    report = _resident().run(pair)
+    best = report.candidates[0]
+    assert best.real and best.p_real >= 0.9
+    context = Context(product_id="sha256:" + "0" * 64, now=datetime(2026, 12, 1, tzinfo=UTC))
+    for snr, lane in ((best.snr, "rapid" if best.snr >= 10 else "queue"), (9.9, "queue"), (10.0, "rapid")):
+        changed = report.model_dump()
+        changed["candidates"] = [{**changed["candidates"][0], "snr": snr}]
+        (job,) = _resident().propose(TransientReport.model_validate(changed), pair, context)
+        assert job.lane == lane, (snr, job.lane)
+
+
 @pytest.mark.parametrize(
     ("discovery_s", "snr", "expected"),
     [

@@ -26,6 +26,7 @@ from astropolis.models.transients.stamps import cosmic_ray_flags
 
 WEIGHTS_PATH = Path(__file__).with_name("weights.npz")
 WEIGHTS_SHA256 = "sha256:b14bbc98c4f2191ee0bc37ae9c3fa69965ee197abc536b9ab079d6663f82f32c"
+RAPID_MIN_SNR = 10.0  # the rapid lane also needs this S/N: a lone 5-sigma peak looks like a faint star to the CNN
 CANDIDATE_CAP = 2000  # candidates classified per pair; the report keeps the most likely real ones
 ClassName = Literal["real", "cosmic_ray", "bad_pixel", "satellite_trail", "artefact"]
 
@@ -70,7 +71,9 @@ class TransientReport(Output):
     schema_version: Literal[1] = 1
     detection_sigma: float = Field(description="Detection threshold, matched-filter S/N.")
     real_threshold: float = Field(description="p_real at or above which a candidate counts as real.")
-    rapid_threshold: float = Field(description="p_real at or above which its follow-up takes the rapid lane.")
+    rapid_threshold: float = Field(
+        description="p_real at or above which its follow-up takes the rapid lane (with S/N >= 10)."
+    )
     detections: int = Field(description="Sources found on the difference (before any cap).")
     real_candidates: int = Field(description="Reported candidates with real = true.")
     subtraction: Subtraction
@@ -204,7 +207,7 @@ class TransientResident(Resident[TransientReport]):
                     filter=band,
                     exposure_s=follow_up_exposure(exposure, c.snr),
                     count=3,
-                    lane="rapid" if c.p_real >= self.rapid_threshold else "queue",
+                    lane="rapid" if c.p_real >= self.rapid_threshold and c.snr >= RAPID_MIN_SNR else "queue",
                     other_site=True,  # confirmation from independent optics rules out the instrument
                 )
             )
