@@ -55,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.3.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.4.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -177,6 +177,21 @@ def test_the_half_flux_diameter_keeps_growing_through_defocus_and_ignores_clouds
     assert thick.hfd_px == pytest.approx(clear.hfd_px, rel=0.1)
 
 
+def test_the_point_source_count_ignores_hot_column_pieces_and_counts_a_broken_donut_once() -> None:
+    # A held-out field with 4 bright stars (seed 4, field 30). Three faint hot columns, too faint for the column
+    # finder, added two streaks and lifted the count past the PSF floor (score 38 -> 96); far out of focus, its
+    # brightest star's donut broke into two arcs a few pixels apart and the count rose from 1 to 2.
+    field = monotone_fields(31, seed=4)[30]
+
+    def count(defects: Defects) -> int:
+        frame = render(field, defects)
+        return measure(frame.data, FrameMeta.from_header(frame.header)).point_sources
+
+    clean = count(Defects())
+    assert clean == 4 and count(Defects(hot_columns=3)) == clean
+    assert [count(Defects(focus=f)) for f in (3.0, 3.5)] == [1, 1]
+
+
 def test_a_trail_within_a_degree_of_a_row_counts() -> None:
     # The second aircraft of this held-out field flies 0.3 degrees off a pixel row; the trail search once left
     # such lines to the detector and the score did not fall for it.
@@ -214,10 +229,10 @@ def test_score_never_rises_on_two_fresh_fields(resident: QualityResident, defect
 
 @pytest.mark.slow
 def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
-    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 254 and 249
-    # of 256 held-out ladders never rising on seeds 2 and 4 (the learned gates and the point-source count waver
-    # on sparse fields); here at most one of 24 may rise, and every ladder's worst rung scores below its clean
-    # frame.
+    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 255 and 252
+    # of 256 held-out ladders never rising on seeds 2 and 4 (the learned gates waver on sparse fields); none of
+    # these 24 rises (1.3.0: one, an aircraft's strobes in the model's PSF), and every ladder's worst rung scores
+    # below its clean frame.
     rising = []
     for defect in sorted(LADDERS):
         for field in monotone_fields(3, seed=4):
@@ -225,7 +240,7 @@ def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
             assert scores[-1] < scores[0], (defect, scores)
             if any(b > a for a, b in itertools.pairwise(scores)):
                 rising.append((defect, scores))
-    assert len(rising) <= 1, rising
+    assert rising == [], rising
 
 
 def test_bad_input_is_refused() -> None:

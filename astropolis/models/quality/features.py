@@ -173,8 +173,9 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
     coarse: LineStats = line_stats(sub, rms, sources, saturated, target=128)
     found: TrailStats = trails(sub, rms, sources, saturated, column_x)
     evidence = _evidence(image, saturated, sources, snr, found, column_x, gradient, sky)
-    # The report's PSF leaves out trail pieces and an aircraft's strobes (the features keep the model's inputs).
-    shown = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
+    # The PSF leaves out trail pieces and an aircraft's strobes, for the model as for the report: fed the strobes,
+    # the model called one aircraft a bad focus (p 1.0) on a sparse field.
+    psf = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
     n_saturated, saturated_groups = _saturation(saturated)
 
     scale = meta.pixel_scale_arcsec
@@ -227,11 +228,11 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         sky_gradient_pct=100.0 * gradient / sky,
         cloud_gradient_pct=evidence.cloud_gradient_pct,
         star_count=stars,
-        fwhm_px=shown.fwhm_px,
-        seeing_arcsec=shown.fwhm_px * scale if shown.fwhm_px and scale else None,
-        hfd_px=2.0 * shown.r50_px if shown.r50_px else None,
-        hfd_arcsec=2.0 * shown.r50_px * scale if shown.r50_px and scale else None,
-        elongation=shown.elongation,
+        fwhm_px=psf.fwhm_px,
+        seeing_arcsec=psf.fwhm_px * scale if psf.fwhm_px and scale else None,
+        hfd_px=2.0 * psf.r50_px if psf.r50_px else None,
+        hfd_arcsec=2.0 * psf.r50_px * scale if psf.r50_px and scale else None,
+        elongation=psf.elongation,
         saturated_pixels=n_saturated,
         hot_pixel_candidates=singles,
         hot_columns=columns,

@@ -18,6 +18,8 @@ CR_SIGCLIP = 4.5  # L.A.Cosmic Laplacian-to-noise limit
 CR_OBJLIM = 5.0  # L.A.Cosmic contrast limit that protects stars' cores
 CR_LIGHT_SHARE = 0.5  # a source with more than this share of its light in flagged pixels is a hit
 HIT_LIGHT_SHARE = 0.9  # ... for the score's point-source count: undersampled stars keep more than 10% unflagged
+GROUPED_BELOW = 24  # the score reads the count below 6 (PSF unjudged) and 2 (no stars): group pieces only there
+FOOTPRINT_GAP_PX = 2
 HOT_PIXEL_SHARP = 0.9  # 1 - (mean of the peak's 4 neighbours) / peak at or above this: a single hot pixel
 
 
@@ -166,10 +168,14 @@ def count_stars(sources: Sources, snr: np.ndarray) -> int:
 
 
 def point_sources(sources: Sources, snr: np.ndarray, shape: tuple[int, int], excluded: np.ndarray) -> int:
-    """Sources at S/N >= 10 that are not hits, not single hot pixels, not on the frame's edge and not `excluded`
-    (near a trail): a count for the score that a defocused or trailed frame cannot inflate. Unlike `count_stars`
-    it keeps stars whose sharp cores L.A.Cosmic partly flags (undersampled stars at best focus): only sources
-    with nearly all their light in flagged pixels are hits."""
+    """Sources at S/N >= 10 that are not hits, not single hot pixels, not streaks, not on the frame's edge and
+    not `excluded` (near a trail or a found hot column): a count for the score that a defect cannot inflate.
+    Unlike `count_stars` it keeps stars whose sharp cores L.A.Cosmic partly flags (undersampled stars at best
+    focus): only sources with nearly all their light in flagged pixels are hits. Streaks (a/b > 4, a > 8 px) are
+    pieces of hot columns too faint for the column finder (three of them lifted a 4-star field past the PSF
+    floor), and pieces whose footprints nearly touch count once: a donut far out of focus breaks into arcs a
+    few pixels apart (one star became two at 3.5x focus). The grouping runs only on sparse frames, where the
+    score reads the count."""
     objects = sources.objects
     if len(objects) == 0:
         return 0
@@ -177,7 +183,17 @@ def point_sources(sources: Sources, snr: np.ndarray, shape: tuple[int, int], exc
     x, y = objects["xpeak"], objects["ypeak"]
     inner = (x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)
     real = (sources.cosmic_share < HIT_LIGHT_SHARE) & (sources.sharp < HOT_PIXEL_SHARP)
-    return int(np.count_nonzero((snr >= STAR_SNR) & real & inner & ~excluded))
+    streak = (objects["a"] / np.maximum(objects["b"], 1e-3) > 4.0) & (objects["a"] > 8.0)
+    chosen = np.flatnonzero((snr >= STAR_SNR) & real & inner & ~streak & ~excluded)
+    if chosen.size < 2 or chosen.size >= GROUPED_BELOW:
+        return int(chosen.size)
+    from scipy.ndimage import binary_dilation, label
+
+    # One footprint: detected pixels joined across gaps of up to 2 * FOOTPRINT_GAP_PX (a donut's faint arcs).
+    grown = binary_dilation(sources.segmentation, structure=np.ones((2 * FOOTPRINT_GAP_PX + 1, 1), dtype=bool))
+    grown = binary_dilation(grown, structure=np.ones((1, 2 * FOOTPRINT_GAP_PX + 1), dtype=bool))
+    footprints, _ = label(grown)
+    return int(np.unique(footprints[y[chosen], x[chosen]]).size)
 
 
 def psf_stats(sub: np.ndarray, sources: Sources, back: np.ndarray, saturation: float, rms: float) -> PsfStats:
