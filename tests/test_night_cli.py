@@ -68,6 +68,10 @@ def test_demo_night_on_fake_sites_follows_the_dark_and_survives_a_rerun(home: Pa
         summary = summarize_night(deps, NightInput(hours=30))
     (line,) = [f for f in summary.follow_ups if f.startswith(f"job {loop['job']} ")]
     assert "COMPLETED at " in line and "; confirmed: real in" in line, line
+    shown = runner.invoke(app, ["jobs", "show", str(loop["job"]), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["confirmation"]["verdict"] == "confirmed", shown.stdout
+    planned = runner.invoke(app, ["jobs", "show", "1", "--json"])  # not a follow-up: no verdict
+    assert planned.exit_code == 0 and "confirmation" not in json.loads(planned.stdout)
     # Running the same night again submits nothing new and takes no new exposure.
     again = night("--backend", "fake", "--exposure", "2")
     assert again["totals"]["jobs"] == totals["jobs"] and not [e for e in again["events"] if e["kind"] == "frame"]

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from astropolis.lake import Lake
+from astropolis.memory import Job, JobKind
 from astropolis.tools.scheduler_instance import separation_deg
 
 CONFIRM_RADIUS_ARCSEC = 5.0  # a re-detection this close to the target is the same source (two sites' WCS)
@@ -81,3 +82,23 @@ def confirm_in_lake(lake: Lake, ra_deg: float, dec_deg: float, frame_ids: Iterab
     one-line `summary` for people."""
     result = confirmation(ra_deg, dec_deg, [transients_report(lake, frame_id) for frame_id in frame_ids])
     return {**result, "summary": describe(result)}
+
+
+def is_transient_follow_up(job: Job) -> bool:
+    """Whether a job is the observe job of a transient candidate."""
+    request = job.request
+    return request.kind == JobKind.OBSERVE and request.target is not None and "transient candidate" in request.reason
+
+
+def job_confirmation(lake: Lake, job: Job) -> dict[str, Any] | None:
+    """`confirm_in_lake` for the observe job of a transient candidate (filed by the transients resident or by
+    the agent's follow-up tool), from the frames taken for it: at its site, under its target's name, within 1'
+    of its target, after it was filed. None for any other job."""
+    target = job.request.target
+    if target is None or not is_transient_follow_up(job):
+        return None
+    frames: list[str] = []
+    if job.site is not None:
+        near = lake.frames(cone=(target.ra_deg, target.dec_deg, 1.0 / 60.0), since=job.history[0].at)
+        frames = [f.id for f in near if f.site == job.site and f.object_name == target.name]
+    return confirm_in_lake(lake, target.ra_deg, target.dec_deg, frames)

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from astropolis.memory import Job, JobKind, JobState
+from astropolis.memory import Job, JobState
 from astropolis.tools.deps import ToolDeps
 from astropolis.tools.errors import OperatorError
-from astropolis.tools.followups import confirm_in_lake
+from astropolis.tools.followups import job_confirmation
 from astropolis.tools.job_tools import IDEMPOTENCY_KEY, NOTE, ProposeObservationInput, job_row, propose_observation
 from astropolis.tools.registry import Tool, ToolInput, ToolOutput
 from astropolis.tools.scheduler_instance import separation_deg
@@ -235,18 +235,9 @@ def summarize_night(deps: ToolDeps, args: NightInput) -> NightSummary:
 
 
 def _confirmation(deps: ToolDeps, job: Job) -> str:
-    """'; confirmed: ...' for the observe job of a transient candidate, from the frames taken for it (its site,
-    its target's name, near its target, after it was filed); '' for any other job or before any frame."""
-    target = job.request.target
-    if job.request.kind != JobKind.OBSERVE or target is None or job.site is None:
-        return ""
-    if "transient candidate" not in job.request.reason:
-        return ""
-    near = deps.lake.frames(cone=(target.ra_deg, target.dec_deg, 1.0 / 60.0), since=job.history[0].at)
-    frames = [f.id for f in near if f.site == job.site and f.object_name == target.name]
-    if not frames:
-        return ""
-    return "; " + str(confirm_in_lake(deps.lake, target.ra_deg, target.dec_deg, frames)["summary"])
+    """'; confirmed: ...' (or another verdict) for a transient candidate's follow-up job, else ''."""
+    found = job_confirmation(deps.lake, job)
+    return "" if found is None else "; " + str(found["summary"])
 
 
 TOOLS: list[Tool[Any, Any]] = [

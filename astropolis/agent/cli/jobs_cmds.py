@@ -17,6 +17,7 @@ from astropolis.agent.cli.output import CliInputError, emit_json, handles_errors
 from astropolis.agent.cli.runtime import Runtime
 from astropolis.lake.clock import SystemClock
 from astropolis.memory import Job, JobKind, JobState, parse_request
+from astropolis.tools.followups import is_transient_follow_up, job_confirmation
 
 jobs_app = typer.Typer(help="The job ledger: submit, list, show, cancel and reap jobs.", no_args_is_help=True)
 
@@ -204,11 +205,15 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """One job with its request and full history."""
-    job = Runtime.load().ledger.get(job_id)
+    runtime = Runtime.load()
+    job = runtime.ledger.get(job_id)
+    confirmation = job_confirmation(runtime.lake, job) if is_transient_follow_up(job) else None
     if as_json:
-        emit_json({"job": job.summary()})
+        emit_json({"job": job.summary()} | ({"confirmation": confirmation} if confirmation is not None else {}))
         return
     _print_job(job)
+    if confirmation is not None:
+        stdout.print(f"follow-up {confirmation['summary']}", markup=False)
 
 
 @jobs_app.command("cancel")
