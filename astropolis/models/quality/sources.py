@@ -108,6 +108,11 @@ def _cosmic(
     return np.asarray(flagged > CR_LIGHT_SHARE * total), np.asarray(flagged / total)
 
 
+def streaks(objects: np.ndarray) -> np.ndarray:
+    """Per sep object: long and thin (a/b > 4 and a > 8 px), a piece of a trail or a hot column, not a star."""
+    return np.asarray((objects["a"] / np.maximum(objects["b"], 1e-3) > 4.0) & (objects["a"] > 8.0))
+
+
 def detect(
     sub: np.ndarray, rms: float, saturated: np.ndarray, meta: FrameMeta, cosmic_mask: np.ndarray | None = None
 ) -> Sources:
@@ -131,7 +136,7 @@ def detect(
     sharp = 1.0 - around / np.maximum(peak, 1e-9)
     a, b = objects["a"], np.maximum(objects["b"], 1e-3)
     stars = int(np.count_nonzero((snr >= STAR_SNR) & (sharp < 0.7) & ~cosmic))
-    long_objects = int(np.count_nonzero((a / b > 4.0) & (a > 8.0)))
+    long_objects = int(np.count_nonzero(streaks(objects)))
     # Stars and large round objects (galaxies) are hidden from the line finder; streaks, the dashes of an
     # aircraft's strobes (round-ish but larger than a star) and faint fragments are not.
     reference = (snr >= PSF_SNR) & (sharp < 0.7) & ((objects["flag"] & 1) == 0) & ~cosmic
@@ -183,8 +188,7 @@ def point_sources(sources: Sources, snr: np.ndarray, shape: tuple[int, int], exc
     x, y = objects["xpeak"], objects["ypeak"]
     inner = (x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)
     real = (sources.cosmic_share < HIT_LIGHT_SHARE) & (sources.sharp < HOT_PIXEL_SHARP)
-    streak = (objects["a"] / np.maximum(objects["b"], 1e-3) > 4.0) & (objects["a"] > 8.0)
-    chosen = np.flatnonzero((snr >= STAR_SNR) & real & inner & ~streak & ~excluded)
+    chosen = np.flatnonzero((snr >= STAR_SNR) & real & inner & ~streaks(objects) & ~excluded)
     if chosen.size < 2 or chosen.size >= GROUPED_BELOW:
         return int(chosen.size)
     from scipy.ndimage import binary_dilation, label
