@@ -55,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.4.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.5.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -320,15 +320,52 @@ def test_sparse_training_frames_teach_everything_but_the_star_count_labels() -> 
     assert set(weights(30.0).values()) == set(weights(3.0).values()) == set(weights(None).values()) == {1.0}
 
 
-def test_the_psf_gates_are_labelled_by_the_defect_whatever_the_star_count() -> None:
-    from astropolis.models.quality.dataset import Example, gate_labels, targets
+def test_the_gates_are_labelled_by_the_defect_whatever_the_star_count() -> None:
+    from astropolis.models.quality.dataset import GATES, Example, gate_labels, targets
+    from astropolis.models.quality.report import GATES_OPEN
 
     sparse_defocus = Example(
         seed=0,
         features=np.zeros(3),
         labels=np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),  # too few stars: only low_star_count is raised
-        severity={"focus": 2.5, "tracking_fwhm": 0.2},
+        severity={"focus": 2.5, "tracking_fwhm": 0.2, "clouds": 0.1},
     )
-    assert list(targets(sparse_defocus)) == [0.0] * 6 + [1.0, 1.0, 0.0]  # ... but the focus gate is open
-    assert list(gate_labels({"focus": 1.9, "tracking_fwhm": 0.75})) == [0.0, 1.0]
+    assert list(targets(sparse_defocus)) == [0.0] * 6 + [1.0, 1.0, 0.0, 0.0]  # ... but the focus gate is open
+    assert list(gate_labels({"focus": 1.9, "tracking_fwhm": 0.75, "clouds": 0.0})) == [0.0, 1.0, 0.0]
+    assert list(gate_labels({"focus": 1.0, "tracking_fwhm": 0.0, "clouds": 0.25})) == [0.0, 0.0, 1.0]
     assert len(targets(sparse_defocus)) == len(OUTPUTS)
+    assert set(GATES_OPEN) == set(GATES)  # every gate has its ramp in the score
+
+
+@pytest.mark.parametrize("weights", ["random", "committed"])
+def test_a_monotone_gate_never_falls_as_its_features_move_the_defects_way(weights: str) -> None:
+    # The clouds gate reads only the sky and the star counts, through positive weights: brighter, more structured
+    # sky or fewer stars never close it, and no other feature (the PSF of a sparse field) moves it at all.
+    import torch
+
+    from astropolis.models.quality.features import FEATURE_NAMES
+    from astropolis.models.quality.model import MONOTONE, QualityNet
+
+    if weights == "random":
+        torch.manual_seed(3)
+        net = QualityNet().double().eval()
+        with torch.no_grad():
+            for parameter in net.heads.parameters():
+                parameter.add_(torch.randn_like(parameter))  # far from the initial weights
+    else:
+        net = QualityResident()._net
+    rng = np.random.default_rng(8)
+    for name, signs in MONOTONE.items():
+        gate = OUTPUTS.index(name)
+        for _ in range(50):
+            features = net.mean.numpy() + net.scale.numpy() * rng.normal(0.0, 1.5, len(FEATURE_NAMES))
+            before = predict(net, features)[0, gate]
+            worse = features.copy()
+            for feature, sign in signs.items():
+                index = FEATURE_NAMES.index(feature)
+                worse[index] += sign * rng.uniform(0.0, 1.0) * float(net.scale[index])
+            assert predict(net, worse)[0, gate] >= before
+            other = features.copy()
+            free = [i for i, feature in enumerate(FEATURE_NAMES) if feature not in signs]
+            other[free] += rng.normal(0.0, 3.0, len(free)) * net.scale.numpy()[free]
+            assert predict(net, other)[0, gate] == before

@@ -77,6 +77,22 @@ def test_same_spec_same_pixels_and_seed_changes_them() -> None:
     assert np.array_equal(first.truth["stars"]["x"], other.truth["stars"]["x"])
 
 
+def test_another_noise_draw_redraws_only_the_noise() -> None:
+    defects = Defects(clouds=0.3, satellite_trails=1, hot_pixels=5, cosmic_rays=5)
+    first = render(FIELD, defects)
+    assert np.array_equal(render(replace(FIELD, noise_draw=0), defects).data, first.data)
+    other = render(replace(FIELD, noise_draw=1), defects)
+    difference = other.data.astype(np.float64) - first.data
+    assert np.count_nonzero(difference) > 0.9 * difference.size
+    # The same trails, hot pixels and hits; only the noise moved (zero mean, sqrt(2) x the sky's rms).
+    for key in ("trails", "hot_pixels", "cosmic_rays"):
+        assert repr(other.truth[key]) == repr(first.truth[key]), key
+    sky_rms = float(sep.Background(np.ascontiguousarray(first.data)).globalrms)
+    spread = 1.4826 * float(np.median(np.abs(difference - np.median(difference))))
+    assert abs(float(np.median(difference))) <= 1.0
+    assert 1.2 * sky_rms < spread < 1.6 * sky_rms
+
+
 def test_truth_positions_follow_the_written_wcs_and_the_rendered_stars() -> None:
     frame = render(FIELD)
     with fits.open(io.BytesIO(to_fits_bytes(frame))) as hdul:

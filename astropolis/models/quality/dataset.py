@@ -15,9 +15,9 @@ thresholds on the injected severity:
 The PSF flags (bad_focus, tracking) are judged only where there are stars to judge: on a frame with fewer
 than 10 stars of S/N >= 10 they are negative and low_star_count is raised instead. The score needs to know
 whether the PSF is bad on every frame, sparse or not (a flag that switches off as clouds thin the stars out
-would let the score rise), so the model has two more outputs, GATES, labelled by the injected severity alone
-(focus >= 2, trail length >= 0.75 FWHM) whatever the star count; they open the score's PSF penalties and are
-not reported as flags.
+would let the score rise), so the model has more outputs, GATES, labelled by the injected severity alone
+(focus >= 2, trail length >= 0.75 FWHM, and transparency loss >= 0.25 for the clouds gate, a monotone head)
+whatever the star count; they open the score's penalties and are not reported as flags.
 
 In the standard ("buffered") sets, severities are drawn away from the thresholds: positives from the
 threshold up, negatives from zero up to a third of it (sub-threshold defects are present, just not at the
@@ -44,7 +44,9 @@ from astropolis.models.simulator.psf import ApertureCurve
 from astropolis.models.simulator.render import frame_psf
 
 FLAGS: tuple[str, ...] = ("clouds", "bad_focus", "tracking", "trail", "hot_pixels", "saturated", "low_star_count")
-GATES: tuple[str, ...] = ("psf_focus", "psf_tracking")  # the score's PSF gates: bad_focus and tracking by truth
+# The score's gates, labelled by the injected severity whatever the star count: bad focus and tracking (the PSF
+# gates), and clouds (the clouds gate, a monotone head: model.MONOTONE).
+GATES: tuple[str, ...] = ("psf_focus", "psf_tracking", "sky_clouds")
 OUTPUTS: tuple[str, ...] = FLAGS + GATES
 CLOUDS_LABEL = 0.25
 FOCUS_LABEL = 2.0
@@ -148,7 +150,13 @@ def labels_of(frame: SimFrame, defects: Defects) -> np.ndarray:
 
 def gate_labels(severity: dict[str, float]) -> np.ndarray:
     """The GATES labels (0/1) of an example from its injected severities, whatever its star count."""
-    return np.array([float(severity["focus"] >= FOCUS_LABEL), float(severity["tracking_fwhm"] >= TRACKING_LABEL)])
+    return np.array(
+        [
+            float(severity["focus"] >= FOCUS_LABEL),
+            float(severity["tracking_fwhm"] >= TRACKING_LABEL),
+            float(severity["clouds"] >= CLOUDS_LABEL),
+        ]
+    )
 
 
 def targets(example: Example) -> np.ndarray:

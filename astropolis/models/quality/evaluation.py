@@ -1,10 +1,12 @@
 """How the quality model is judged: per-flag precision, recall and F1, and whether the score falls (never
 rises) as each defect's severity rises on fixed fields.
 
-    python -m astropolis.models.quality.evaluation [--fields 32] [--seed 5] [--workers 2]
+    python -m astropolis.models.quality.evaluation [--fields 32] [--seed 5] [--workers 2] [--draws 1]
 
 prints the monotonicity check of the committed weights on `fields` fields drawn from `seed` (the model card's
-check on fields the score was not tuned on).
+check on fields the score was not tuned on). With `--draws K` every ladder is also rendered with K draws of the
+pixel noise (the same sky and defects): how much of a score the noise decides, and whether the score's mean over
+the draws ever rises.
 """
 
 from __future__ import annotations
@@ -75,11 +77,11 @@ def field_ladder(field: FieldSpec, name: str) -> list[Measurements]:
     return [measure(frame.data, FrameMeta.from_header(frame.header)) for frame in frames]
 
 
-def field_ladders(job: tuple[int, int, int]) -> dict[str, list[Measurements]]:
-    """Field `index` of monotone_fields(count, seed) along every ladder (a pure function of the job, for worker
-    processes)."""
-    seed, count, index = job
-    field = monotone_fields(count, seed)[index]
+def field_ladders(job: tuple[int, int, int, int]) -> dict[str, list[Measurements]]:
+    """Field `index` of monotone_fields(count, seed), with noise draw `draw`, along every ladder (a pure function of
+    the job, for worker processes)."""
+    seed, count, index, draw = job
+    field = replace(monotone_fields(count, seed)[index], noise_draw=draw)
     return {name: field_ladder(field, name) for name in LADDERS}
 
 
@@ -97,11 +99,14 @@ def monotone_fields(count: int, seed: int) -> list[FieldSpec]:
     return [random_field(rng, exposure_s=60.0) for _ in range(count)]
 
 
-def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1) -> dict[str, Any]:
+def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1, draws: int = 1) -> dict[str, Any]:
     """Per defect: the share of fields whose score never rises along the ladder, the share whose score never
-    rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung. Frames
-    are rendered and measured in `workers` processes (the result is the same for any number)."""
-    jobs = [(seed, fields, index) for index in range(fields)]
+    rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung, all on the
+    seed's own noise (draw 0). With `draws` > 1 each ladder is rendered with that many draws of the noise, and per
+    defect come also the share of fields whose mean score over the draws never rises, those that do, and the
+    median and largest spread (standard deviation) of one rung's score over the draws. Frames are rendered and
+    measured in `workers` processes (the result is the same for any number)."""
+    jobs = [(seed, fields, index, draw) for draw in range(draws) for index in range(fields)]
     if workers <= 1:
         measured = [field_ladders(job) for job in jobs]
     else:
@@ -111,23 +116,28 @@ def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1)
             measured = pool.map(field_ladders, jobs, chunksize=1)
     result: dict[str, Any] = {}
     for name in LADDERS:
-        monotone, nearly, worst = 0, 0, 0.0
-        ladders = []
-        for field in measured:
-            scores = ladder_scores(model, field[name])
-            ladders.append(scores)
-            rises = np.diff(scores)
-            worst = max(worst, float(rises.max()))
-            monotone += int(np.all(rises <= 0))
-            nearly += int(np.all(rises <= 2.0))
-        count = max(len(measured), 1)
+        # scores[draw, field, rung]
+        scores = np.array([ladder_scores(model, field[name]) for field in measured]).reshape(draws, fields, -1)
+        rises = np.diff(scores[0], axis=1)
+        count = max(fields, 1)
         result[name] = {
-            "monotone_share": round(monotone / count, 4),
-            "within_2_points_share": round(nearly / count, 4),
-            "largest_rise": round(worst, 2),
-            "mean_scores": [round(float(v), 1) for v in np.mean(ladders, axis=0)],
-            "rising_fields": [i for i, scores in enumerate(ladders) if np.any(np.diff(scores) > 0)],
+            "monotone_share": round(int(np.sum(np.all(rises <= 0, axis=1))) / count, 4),
+            "within_2_points_share": round(int(np.sum(np.all(rises <= 2.0, axis=1))) / count, 4),
+            "largest_rise": round(float(rises.max(initial=0.0)), 2),
+            "mean_scores": [round(float(v), 1) for v in scores[0].mean(axis=0)],
+            "rising_fields": [int(i) for i in np.flatnonzero(np.any(rises > 0, axis=1))],
         }
+        if draws > 1:
+            mean_rises = np.diff(scores.mean(axis=0), axis=1)
+            spread = scores.std(axis=0)
+            result[name] |= {
+                "draws": draws,
+                "mean_monotone_share": round(int(np.sum(np.all(mean_rises <= 1e-9, axis=1))) / count, 4),
+                "mean_rising_fields": [int(i) for i in np.flatnonzero(np.any(mean_rises > 1e-9, axis=1))],
+                "largest_mean_rise": round(float(mean_rises.max(initial=0.0)), 2),
+                "rung_spread_median": round(float(np.median(spread)), 2),
+                "rung_spread_max": round(float(spread.max()), 2),
+            }
     return result
 
 
@@ -142,9 +152,13 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=32)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="processes rendering frames")
+    parser.add_argument("--draws", type=int, default=1, help="draws of the pixel noise per ladder")
     args = parser.parse_args()
-    result = monotonicity(QualityResident()._net, fields=args.fields, seed=args.seed, workers=args.workers)
-    print(json.dumps({"fields": args.fields, "seed": args.seed, "monotonicity": result}, indent=2))
+    if min(args.fields, args.workers, args.draws) < 1:
+        parser.error("--fields, --workers and --draws must be at least 1")
+    net = QualityResident()._net
+    result = monotonicity(net, fields=args.fields, seed=args.seed, workers=args.workers, draws=args.draws)
+    print(json.dumps({"fields": args.fields, "seed": args.seed, "draws": args.draws, "monotonicity": result}, indent=2))
 
 
 if __name__ == "__main__":

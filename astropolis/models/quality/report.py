@@ -3,7 +3,7 @@
 score = 100 x prod_k (1 - P_k), rounded to 0.1: one penalty per defect, each a non-decreasing function of one
 measured severity, so that the score can only fall as a defect grows:
 
-    clouds     0.75 g(p_clouds) sat((sky gradient % - 3.5) / 4)    (the trails' light left out of the mesh)
+    clouds     0.75 ramp(p_sky_clouds, 0.3, 0.5) sat((sky gradient % - 3.5) / 4)    (trails left out of the mesh)
     PSF        0.60 without a measurable PSF or with fewer than 6 point sources (a PSF from a few stars is noise,
                and a hot pixel or a strobe can make one), else max(focus, tracking)
       focus    0.60 lin(HFD": 2.4 -> 0.6, 12 -> 1) max(g(p_psf_focus), ramp(HFD", 5.5, 7.2))
@@ -21,6 +21,11 @@ with sat(x) = 1 - exp(-max(x, 0)), ramp(x, a, b) = clip((x - a) / (b - a), 0, 1)
 through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2). p_psf_focus and p_psf_tracking are the
 model's gate outputs (dataset.GATES): bad focus and tracking by the injected severity alone, not the flags, which
 are negative on frames with too few stars to judge and so would close the gates as a defect thins the stars out.
+p_sky_clouds is the clouds gate, a monotone head (model.MONOTONE) that reads only the sky and the star counts, so it
+cannot close while the sky's gradient and patches grow and the stars thin out (the clouds flag, reading the PSF
+too, wavered there on a sparse field). Its ramp is centred on 0.4, the middle of its F1 plateau on the validation
+set (0.93 from 0.35 to 0.45); the head reads a cluster's glow as a patchy sky more readily than the flag did (M13:
+0.24, below the ramp).
 The learned probability p only opens a gate (a galaxy or a cluster's glow tilts the sky like a cloud does; only
 the model tells them apart), and so does a severity too large to be anything else; how much the score falls is
 the measured severity's, which keeps rising where p has long saturated. Closed gates and dead zones keep the other
@@ -41,8 +46,10 @@ from astropolis.models.base import Output, rounded
 from astropolis.models.quality.dataset import FLAGS
 from astropolis.models.quality.features import Measurements
 
-GATE = (0.1, 0.2)  # a flag probability opens its penalty's gate from 0.1 and fully at 0.2
+GATE = (0.1, 0.2)  # the PSF gates open their penalties from p = 0.1 and fully at 0.2
 CLOUDS = {"weight": 0.75, "dead_pct": 3.5, "scale_pct": 4.0}  # galaxies tilt the mesh by up to ~3.5 %
+CLOUDS_GATE = (0.3, 0.5)  # p_sky_clouds opens the clouds penalty from 0.3 and fully at 0.5
+GATES_OPEN = {"psf_focus": GATE, "psf_tracking": GATE, "sky_clouds": CLOUDS_GATE}  # each gate's ramp (dataset.GATES)
 # Severity (0..1) as a piecewise-linear function of the measurement through these points; the gate opens with the
 # flag or, regardless of it, along "opens".
 FOCUS = {"weight": 0.6, "severity": ((2.4, 0.6), (12.0, 1.0)), "opens": (5.5, 7.2)}  # HFD, arcsec: 1.2 x the FWHM
@@ -63,8 +70,8 @@ def _ramp(x: float, low: float, high: float) -> float:
     return min(1.0, max(0.0, (x - low) / (high - low)))
 
 
-def _gate(p: float) -> float:
-    return _ramp(p, *GATE)
+def _gate(name: str, probabilities: dict[str, float]) -> float:
+    return _ramp(probabilities[name], *GATES_OPEN[name])
 
 
 class QualityFlag(Output):
@@ -101,7 +108,7 @@ class QualityReport(Output):
 def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[str, float]:
     """Each defect's penalty (0: absent, towards 1: ruins the frame); see the module docstring."""
     tilt = _sat((measured.cloud_gradient_pct - CLOUDS["dead_pct"]) / CLOUDS["scale_pct"])
-    out = {"clouds": CLOUDS["weight"] * _gate(probabilities["clouds"]) * tilt}
+    out = {"clouds": CLOUDS["weight"] * _gate("sky_clouds", probabilities) * tilt}
     # The plate scale turns the HFD into arcsec; without one, pixels stand in for arcsec.
     width = measured.hfd_arcsec if measured.hfd_arcsec is not None else measured.hfd_px
     elongation = measured.elongation
@@ -109,8 +116,8 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     if width is None or elongation is None:
         out["psf"] = PSF_UNJUDGED
     else:
-        focus = _psf(FOCUS, probabilities["psf_focus"], width)
-        out["psf"] = max(floor, focus, _psf(TRACKING, probabilities["psf_tracking"], elongation))
+        focus = _psf(FOCUS, _gate("psf_focus", probabilities), width)
+        out["psf"] = max(floor, focus, _psf(TRACKING, _gate("psf_tracking", probabilities), elongation))
     strength = measured.trail_strength
     out["trail"] = TRAIL["weight"] * strength / (strength + TRAIL["half"])
     hot = measured.hot_pixels_per_area + HOT["per_column"] * measured.detector_columns
@@ -119,12 +126,12 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     return out
 
 
-def _psf(terms: dict[str, Any], probability: float, value: float) -> float:
+def _psf(terms: dict[str, Any], gate: float, value: float) -> float:
     """A PSF penalty: its size from the measurement, its gate opened by the flag or by a value too large to be
     anything else (where the model's say no longer matters)."""
     xs, ys = zip(*terms["severity"], strict=True)
     severity = float(np.interp(value, xs, ys))
-    return float(terms["weight"] * severity * max(_gate(probability), _ramp(value, *terms["opens"])))
+    return float(terms["weight"] * severity * max(gate, _ramp(value, *terms["opens"])))
 
 
 def score(probabilities: dict[str, float], measured: Measurements) -> float:

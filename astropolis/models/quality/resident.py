@@ -25,7 +25,7 @@ from astropolis.models.quality.model import QualityNet, load, predict
 from astropolis.models.quality.report import QualityReport, report
 
 WEIGHTS = Path(__file__).with_name("quality.pt")
-WEIGHTS_SHA256 = "sha256:fbe671e7cb2b1e161caec068e9ed6b510416cc4668150dd5fa2702926b8b9c02"
+WEIGHTS_SHA256 = "sha256:e740536e41e663036a88103a0094168f19e74c269c3a5014df978a5ad98ee638"
 DEFAULT_THRESHOLD = 50.0  # the Site model's default quality_threshold
 REOBSERVE_PRIORITY = 60
 MIN_SIDE = 16
@@ -68,8 +68,9 @@ class QualityResident(Resident[QualityReport]):
     name = "quality"
     # 1.1: per-defect penalties that never rise with severity; 1.2: the PSF gates by truth; 1.3: the focus penalty
     # on the half-flux diameter, trails along the pixel rows, the model trained on sparse frames too; 1.4: the
-    # model's PSF features without trail pieces, a point-source count without hot-column streaks or donut arcs
-    version = "1.4.0"
+    # model's PSF features without trail pieces, a point-source count without hot-column streaks or donut arcs; 1.5: the
+    # clouds gate a monotone head of the sky and the star counts
+    version = "1.5.0"
     input_kind = "frame"
     output_model = QualityReport
 

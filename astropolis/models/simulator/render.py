@@ -125,7 +125,8 @@ def render(field: FieldSpec, defects: Defects = Defects(), transients: Sequence[
     dx.add_pixel_defects(expected, pixels, columns)
     dx.add_cosmic_rays(expected, rays)
 
-    noise = dx.stream(field.seed, dx.NOISE).standard_normal((height, width))
+    draw = (field.noise_draw,) if field.noise_draw else ()
+    noise = dx.stream(field.seed, dx.NOISE, *draw).standard_normal((height, width))
     data = digitise(expected, field, noise)
 
     inside = (sx >= 0) & (sx <= width - 1) & (sy >= 0) & (sy <= height - 1)

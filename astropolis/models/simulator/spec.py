@@ -61,6 +61,9 @@ class FieldSpec:
     scintillation_1s: float = 0.0
     """Scintillation: each star's flux varies by this fraction rms in a 1 s exposure, falling as 1/sqrt(exposure)
     (small telescopes see a few per cent in short exposures). 0, the default, is none."""
+    noise_draw: int = 0
+    """Which draw of the pixel noise (photon, read) to render: another value redraws only the noise, for the same
+    sky, defects and transients (how much a measurement owes to the noise); 0, the default, is the seed's own."""
 
     def __post_init__(self) -> None:
         if not (-90.0 <= self.dec_deg <= 90.0):
