@@ -229,10 +229,10 @@ def test_score_never_rises_on_two_fresh_fields(resident: QualityResident, defect
 
 @pytest.mark.slow
 def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
-    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 255 and 252
-    # of 256 held-out ladders never rising on seeds 2 and 4 (the learned gates waver on sparse fields); none of
-    # these 24 rises (1.3.0: one, an aircraft's strobes in the model's PSF), and every ladder's worst rung scores
-    # below its clean frame.
+    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 255 and 253
+    # of 256 held-out ladders never rising on seeds 2 and 4 (the focus gate wavers on sparse fields, crossing
+    # trails weaken each other); none of these 24 rises (1.3.0: one, an aircraft's strobes in the model's PSF),
+    # and every ladder's worst rung scores below its clean frame.
     rising = []
     for defect in sorted(LADDERS):
         for field in monotone_fields(3, seed=4):
