@@ -227,6 +227,20 @@ def test_score_never_rises_on_two_fresh_fields(resident: QualityResident, defect
         assert scores[-1] < scores[0], scores
 
 
+def test_the_monotonicity_check_over_noise_draws(resident: QualityResident, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Draw 0 is the seed's own noise (the single-draw check's figures), the others redraw only the noise; the mean
+    # over the draws and each rung's spread come with it.
+    from astropolis.models.quality import evaluation
+
+    monkeypatch.setattr(evaluation, "LADDERS", {"clouds": (0.0, 0.6)})
+    single = evaluation.monotonicity(resident._net, fields=2, seed=3)["clouds"]
+    drawn = evaluation.monotonicity(resident._net, fields=2, seed=3, draws=2)["clouds"]
+    assert {key: drawn[key] for key in single} == single
+    assert drawn["draws"] == 2 and drawn["mean_monotone_share"] == 1.0 and drawn["mean_rising_fields"] == []
+    assert 0.0 <= drawn["rung_spread_median"] <= drawn["rung_spread_max"] < 20.0
+    assert single["mean_scores"][1] < single["mean_scores"][0]  # the clouds do cost points
+
+
 @pytest.mark.slow
 def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
     # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 255 and 253
