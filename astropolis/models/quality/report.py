@@ -127,8 +127,8 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
 
 
 def _psf(terms: dict[str, Any], gate: float, value: float) -> float:
-    """A PSF penalty: its size from the measurement, its gate opened by the flag or by a value too large to be
-    anything else (where the model's say no longer matters)."""
+    """A PSF penalty: its size from the measurement, its gate opened by the model's gate (`gate`, 0..1) or by a value
+    too large to be anything else (where the model's say no longer matters)."""
     xs, ys = zip(*terms["severity"], strict=True)
     severity = float(np.interp(value, xs, ys))
     return float(terms["weight"] * severity * max(gate, _ramp(value, *terms["opens"])))
