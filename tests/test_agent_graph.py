@@ -159,6 +159,58 @@ def test_a_turn_cut_short_resumes_without_repeating_its_side_effect(world: World
         Dispatcher.call = original  # type: ignore[method-assign]
 
 
+def test_a_kill_at_any_checkpoint_of_a_turn_leaves_it_to_resume_never_to_skip(world: World, tmp_path: Path) -> None:
+    """Die just before each checkpoint write of a turn in turn (the step's nodes have saved their writes; its
+    checkpoint is not yet written — where a kill -9 once made the thread look finished and the next run skip the
+    question): every time the thread reports the turn unfinished, resuming finishes it once, and the next
+    question gets the next turn."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    original = SqliteSaver.put
+    countdown = {"left": 0}
+
+    def dying_put(self: SqliteSaver, *args: Any, **kwargs: Any) -> Any:
+        countdown["left"] -= 1
+        if countdown["left"] == 0:
+            raise Crash("killed before the checkpoint")
+        return original(self, *args, **kwargs)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(SqliteSaver, "put", dying_put)
+    crashes = 0
+    try:
+        for before_put in range(1, 30):
+            settings = Settings(home=tmp_path / f"home{before_put}", actor="person:tester")
+            settings.home.mkdir()
+            with open_session(settings, thread="t", deps=world.deps) as agent:
+                agent.ask("what is pending?")
+                countdown["left"] = before_put
+                try:
+                    agent.ask("observe M77 in B please")
+                except Crash:
+                    crashed = True
+                else:
+                    crashed = False
+            countdown["left"] = 0
+            if not crashed:
+                break
+            crashes += 1
+            with open_session(settings, thread="t", deps=world.deps) as agent:
+                if before_put == 1:  # killed before the turn's first write: it never started; ask again
+                    assert not agent.interrupted and agent.turns == 1
+                    agent.ask("observe M77 in B please")
+                else:
+                    assert agent.interrupted, f"a kill before checkpoint write {before_put} left the turn looking done"
+                    assert agent.turns == 2
+                    assert agent.resume() is not None and not agent.interrupted
+                assert agent.ask("what hypotheses are open?").turn == 3
+                questions = [t["question"] for t in agent.transcript()]
+            assert questions == ["what is pending?", "observe M77 in B please", "what hypotheses are open?"], questions
+    finally:
+        monkeypatch.undo()
+    assert crashes >= 6  # input, start, recall, decide, act, respond, remember: each step's checkpoint was a window
+
+
 @pytest.mark.parametrize("mode", ["constrained", "native"])
 def test_graph_shape_matches_the_snapshot(world: World, mode: str) -> None:
     caller = Caller(actor="agent:t", role="agent")

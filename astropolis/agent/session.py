@@ -66,8 +66,18 @@ class AgentSession:
 
     @property
     def interrupted(self) -> bool:
-        """True when the last turn stopped before its reply (a crash or a kill)."""
-        return bool(self.graph.get_state(self.config).next)
+        """True when the last turn stopped before its end (a crash or a kill).
+
+        The live state is not enough: a kill after a step's nodes saved their writes but before the step's
+        checkpoint leaves a live view with no next node (the finished nodes drop out of it and their successors
+        are only known once the checkpoint is written), as if the turn were over. The checkpoint as recorded
+        still lists the step's nodes, and running the thread on from it skips the finished ones."""
+        latest = self.graph.get_state(self.config)
+        if latest.next:
+            return True
+        if latest.config is None or not latest.tasks:
+            return False
+        return bool(self.graph.get_state(latest.config).next)
 
     @property
     def turns(self) -> int:
@@ -85,11 +95,9 @@ class AgentSession:
             raise SessionError("empty question")
         if len(question) > 2000:
             raise SessionError(f"question of {len(question)} characters; at most 2000")
-        snapshot = self.graph.get_state(self.config)
-        if snapshot.next:
+        if self.interrupted:
             self.resume(on_step=on_step)
-            snapshot = self.graph.get_state(self.config)
-        turn = int(snapshot.values.get("turn", 0)) + 1
+        turn = self.turns + 1
         return self._run({"turn": turn, "question": question}, on_step=on_step)
 
     def resume(self, *, on_step: Any = None) -> Turn | None:
