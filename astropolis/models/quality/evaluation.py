@@ -103,9 +103,10 @@ def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1,
     """Per defect: the share of fields whose score never rises along the ladder, the share whose score never
     rises by more than 2 points (measurement noise), the largest rise, and the mean score at each rung, all on the
     seed's own noise (draw 0). With `draws` > 1 each ladder is rendered with that many draws of the noise, and per
-    defect come also the share of fields whose mean score over the draws never rises, those that do, and the
-    median and largest spread (standard deviation) of one rung's score over the draws. Frames are rendered and
-    measured in `workers` processes (the result is the same for any number)."""
+    defect come also the share of fields whose score never rises on each draw, the share whose mean score over the
+    draws never rises, those that do, and the median and largest spread (standard deviation) of one rung's score
+    over the draws. Frames are rendered and measured in `workers` processes (the result is the same for any
+    number)."""
     jobs = [(seed, fields, index, draw) for draw in range(draws) for index in range(fields)]
     if workers <= 1:
         measured = [field_ladders(job) for job in jobs]
@@ -130,8 +131,10 @@ def monotonicity(model: QualityNet, *, fields: int, seed: int, workers: int = 1,
         if draws > 1:
             mean_rises = np.diff(scores.mean(axis=0), axis=1)
             spread = scores.std(axis=0)
+            draw_rises = np.diff(scores, axis=2)
             result[name] |= {
                 "draws": draws,
+                "draw_monotone_shares": [round(int(n) / count, 4) for n in np.all(draw_rises <= 0, axis=2).sum(axis=1)],
                 "mean_monotone_share": round(int(np.sum(np.all(mean_rises <= 1e-9, axis=1))) / count, 4),
                 "mean_rising_fields": [int(i) for i in np.flatnonzero(np.any(mean_rises > 1e-9, axis=1))],
                 "largest_mean_rise": round(float(mean_rises.max(initial=0.0)), 2),

@@ -3,12 +3,14 @@ monotone heads for the score's gates that must not waver.
 
 Inputs are standardised with the training set's mean and spread (buffers in the state dict); each flag has its
 own decision threshold, tuned on a validation set (also a buffer). The outputs after the flags (dataset.GATES)
-are the score's gates; they have no threshold. The PSF gates come from the MLP; each gate in MONOTONE comes from
+are gates; they have no threshold. psf_focus and psf_tracking come from the MLP; each gate in MONOTONE comes from
 a head of its own that reads only the features named there, each with the sign of the way the defect moves it,
 through positive weights and rising activations: the gate cannot fall while every one of those features moves
 the way more of the defect moves it, whatever the rest of the frame does. The MLP's clouds flag, reading every
 feature, wavered along a clouds ladder with the PSF of a sparse field (p 0.96, 0.17, 0.95 at 0.6, 0.75 and
-0.9 transparency loss, while the sky's gradient and patches grew and the stars thinned at every step).
+0.9 transparency loss, while the sky's gradient and patches grew and the stars thinned at every step), and its
+tracking gate closed and opened with hot columns and cosmic rays on sparse fields (p 0.98, 1.00, then 0.04 as a
+third hot column joined an 8-star field whose stars' a/b stayed at 1.34); the score reads psf_elongated instead.
 Inference runs in float64 on one thread with deterministic kernels, so the same features give the same
 probabilities on any CPU run.
 """
@@ -43,6 +45,14 @@ MONOTONE: dict[str, dict[str, int]] = {
         "log_stars": -1,
         "log_star_density": -1,
         "log_psf_stars": -1,
+    },
+    # Tracking errors stretch every star the same way: the stars' ellipticity, their median and 80th-percentile
+    # elongation and how well their long axes agree.
+    "psf_elongated": {
+        "ellipticity": 1,
+        "log_elongation": 1,
+        "log_elongation_p80": 1,
+        "orientation_coherence": 1,
     },
 }
 LEARNED = tuple(name for name in OUTPUTS if name not in MONOTONE)  # the MLP's outputs

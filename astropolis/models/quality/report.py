@@ -7,10 +7,12 @@ measured severity, so that the score can only fall as a defect grows:
     PSF        0.60 without a measurable PSF or with fewer than 6 point sources (a PSF from a few stars is noise,
                and a hot pixel or a strobe can make one), else max(focus, tracking)
       focus    0.60 lin(HFD": 2.4 -> 0.6, 12 -> 1) max(g(p_psf_focus), ramp(HFD", 5.5, 7.2))
-      tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_psf_tracking), ramp(a/b, 1.45, 1.75))
+      tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_psf_elongated), ramp(a/b, 1.45, 1.75))
     trail      0.50 s / (s + 60)             s: summed strength over 16 of every line the multi-line search finds
     hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
     no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
+
+The PSF (HFD, a/b) is measured on stars that are neither trail pieces nor within 6 px of a found hot column.
 
 HFD is the stars' half-flux diameter (twice the median half-light radius; about 1.2 FWHM for a focused Moffat
 star), the size autofocus routines use because it keeps growing through defocus: the FWHM of a donut does not
@@ -18,9 +20,13 @@ star), the size autofocus routines use because it keeps growing through defocus:
 background is taken out first, so clouds (a residual sky pedestal) do not inflate it.
 
 with sat(x) = 1 - exp(-max(x, 0)), ramp(x, a, b) = clip((x - a) / (b - a), 0, 1), lin(...) piecewise linear
-through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2). p_psf_focus and p_psf_tracking are the
+through the points given (flat beyond them) and g(p) = ramp(p, 0.1, 0.2). p_psf_focus and p_psf_elongated are the
 model's gate outputs (dataset.GATES): bad focus and tracking by the injected severity alone, not the flags, which
 are negative on frames with too few stars to judge and so would close the gates as a defect thins the stars out.
+p_psf_elongated is a monotone head that reads only the stars' ellipticity, elongation and how well their axes
+agree: hot columns, hot pixels or cosmic rays cannot close it (the MLP's tracking gate, reading every feature,
+went 1.00 -> 0.04 as a third hot column joined an 8-star field whose a/b stayed 1.34). Its ramp is the MLP gates'
+own, where its F1 on the validation set peaks (0.944-0.949 from 0.1 to 0.2).
 p_sky_clouds is the clouds gate, a monotone head (model.MONOTONE) that reads only the sky and the star counts, so it
 cannot close while the sky's gradient and patches grow and the stars thin out (the clouds flag, reading the PSF
 too, wavered there on a sparse field). Its ramp is centred on 0.4, the middle of its F1 plateau on the validation
@@ -49,7 +55,8 @@ from astropolis.models.quality.features import Measurements
 GATE = (0.1, 0.2)  # the PSF gates open their penalties from p = 0.1 and fully at 0.2
 CLOUDS = {"weight": 0.75, "dead_pct": 3.5, "scale_pct": 4.0}  # galaxies tilt the mesh by up to ~3.5 %
 CLOUDS_GATE = (0.3, 0.5)  # p_sky_clouds opens the clouds penalty from 0.3 and fully at 0.5
-GATES_OPEN = {"psf_focus": GATE, "psf_tracking": GATE, "sky_clouds": CLOUDS_GATE}  # each gate's ramp (dataset.GATES)
+# Each gate's ramp (dataset.GATES; psf_tracking is the MLP's, which the score does not read: for the card's table).
+GATES_OPEN = {"psf_focus": GATE, "psf_tracking": GATE, "sky_clouds": CLOUDS_GATE, "psf_elongated": GATE}
 # Severity (0..1) as a piecewise-linear function of the measurement through these points; the gate opens with the
 # flag or, regardless of it, along "opens".
 FOCUS = {"weight": 0.6, "severity": ((2.4, 0.6), (12.0, 1.0)), "opens": (5.5, 7.2)}  # HFD, arcsec: 1.2 x the FWHM
@@ -117,7 +124,7 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
         out["psf"] = PSF_UNJUDGED
     else:
         focus = _psf(FOCUS, _gate("psf_focus", probabilities), width)
-        out["psf"] = max(floor, focus, _psf(TRACKING, _gate("psf_tracking", probabilities), elongation))
+        out["psf"] = max(floor, focus, _psf(TRACKING, _gate("psf_elongated", probabilities), elongation))
     strength = measured.trail_strength
     out["trail"] = TRAIL["weight"] * strength / (strength + TRAIL["half"])
     hot = measured.hot_pixels_per_area + HOT["per_column"] * measured.detector_columns

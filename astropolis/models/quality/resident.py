@@ -25,7 +25,7 @@ from astropolis.models.quality.model import QualityNet, load, predict
 from astropolis.models.quality.report import QualityReport, report
 
 WEIGHTS = Path(__file__).with_name("quality.pt")
-WEIGHTS_SHA256 = "sha256:e740536e41e663036a88103a0094168f19e74c269c3a5014df978a5ad98ee638"
+WEIGHTS_SHA256 = "sha256:f5d1cb55b3698da4abb5da465942379f46eec003543c4b9ba955776e58f371a1"
 DEFAULT_THRESHOLD = 50.0  # the Site model's default quality_threshold
 REOBSERVE_PRIORITY = 60
 MIN_SIDE = 16
@@ -70,7 +70,7 @@ class QualityResident(Resident[QualityReport]):
     # on the half-flux diameter, trails along the pixel rows, the model trained on sparse frames too; 1.4: the
     # model's PSF features without trail pieces, a point-source count without hot-column streaks or donut arcs; 1.5: the
     # clouds gate a monotone head of the sky and the star counts
-    version = "1.5.0"
+    version = "1.6.0"
     input_kind = "frame"
     output_model = QualityReport
 
