@@ -192,30 +192,14 @@ def test_the_point_source_count_ignores_hot_column_pieces_and_counts_a_broken_do
     assert [count(Defects(focus=f)) for f in (3.0, 3.5)] == [1, 1]
 
 
-def test_a_bright_hot_column_sep_segments_is_still_counted() -> None:
-    # Held-out seed 2, field 9, noise draw 2: sep made the 147 e- column a long segment of its own once a third
-    # column (8 px away) joined the frame, the column finder masked it, and the count fell from 2 to 1.
-    field = replace(monotone_fields(10, seed=2)[9], noise_draw=2)
-    counted = [m.detector_columns for m in field_ladder(field, "hot_columns")]
-    assert counted == [0, 1, 2, 3]
-
-
 def test_a_satellite_a_fraction_of_a_degree_off_the_columns_is_a_trail_not_hot_columns() -> None:
     # Seed 1, field 28: the first satellite runs 0.56 degrees off the columns and lights a staircase of
-    # neighbouring columns, one row block after another. Counted as 8 hot columns, it was hidden from the trail
-    # search (which hides hot columns); columns crowded within 3 px of each other are a line, not columns.
+    # neighbouring columns, one row block after another. A 1.6.0 trial that let the column finder see sep's long
+    # segments (to count bright hot columns) counted it as 8 hot columns and hid it from the trail search.
     field = monotone_fields(29, seed=1)[28]
     frame = render(field, Defects(satellite_trails=1))
     measured = measure(frame.data, FrameMeta.from_header(frame.header))
     assert (measured.trail_count, measured.detector_columns) == (1, 0)
-
-
-def test_a_hot_column_through_a_star_does_not_stretch_the_psf() -> None:
-    # Held-out seed 2, field 16 (8 stars): the first hot column runs through a star, and the median a/b went from
-    # 1.10 to 1.36 (the tracking penalty opened); stars near a found column are left out of the PSF.
-    field = monotone_fields(17, seed=2)[16]
-    elongation = [m.elongation for m in field_ladder(field, "hot_columns")]
-    assert all(e is not None and e == pytest.approx(elongation[0], abs=0.02) for e in elongation), elongation
 
 
 def test_a_trail_within_a_degree_of_a_row_counts() -> None:
@@ -270,7 +254,7 @@ def test_the_monotonicity_check_over_noise_draws(resident: QualityResident, monk
 
 @pytest.mark.slow
 def test_score_rarely_rises_along_a_ladder(resident: QualityResident) -> None:
-    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 255 and 253
+    # The model card's check in small: 3 fields of a held-out seed, every defect. The card measures 254 and 253
     # of 256 held-out ladders never rising on seeds 2 and 4 (the focus gate wavers on sparse fields, crossing
     # trails weaken each other); none of these 24 rises (1.3.0: one, an aircraft's strobes in the model's PSF),
     # and every ladder's worst rung scores below its clean frame.

@@ -12,7 +12,6 @@ from astropolis.models.quality.sources import Sources
 
 SHARP_SIGMA = 8.0
 COLUMN_SIGMA = 8.0
-COLUMN_ALONE_PX = 3  # hot columns closer than this to another are a tilted line's staircase, not columns
 LINE_SIGMA = 1.5
 THETAS = 180
 
@@ -39,9 +38,7 @@ def sharp_pixels(sub: np.ndarray, rms: float, saturated: np.ndarray) -> tuple[in
 
 def hot_columns(sub: np.ndarray, rms: float, masked: np.ndarray) -> tuple[float, int, np.ndarray]:
     """(largest z, count, x of each) of columns whose median, in any of 4 row blocks, stands above their
-    neighbours', each alone: columns within COLUMN_ALONE_PX of another are left out (a line a fraction of a degree
-    off the columns, a satellite's, lifts a staircase of neighbouring columns one block after another; two hot
-    columns that close are lost with it)."""
+    neighbours'."""
     from scipy.ndimage import median_filter
 
     height, width = sub.shape
@@ -61,12 +58,6 @@ def hot_columns(sub: np.ndarray, rms: float, masked: np.ndarray) -> tuple[float,
     z = np.where(valid & (counts >= rows // 4), z, 0.0)
     best = z.max(axis=0)
     hot = np.flatnonzero(best > COLUMN_SIGMA)
-    if hot.size > 1:
-        crowded = np.zeros(hot.size, dtype=bool)
-        crowded[1:] |= np.diff(hot) <= COLUMN_ALONE_PX
-        crowded[:-1] |= np.diff(hot) <= COLUMN_ALONE_PX
-        best[hot[crowded]] = 0.0
-        hot = hot[~crowded]
     return float(best.max()), int(hot.size), hot
 
 

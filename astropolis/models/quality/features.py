@@ -23,7 +23,6 @@ from astropolis.models.quality.sources import (
     detect,
     point_sources,
     psf_stats,
-    streaks,
 )
 from astropolis.models.quality.trails import TrailStats, trails
 
@@ -169,16 +168,14 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
     snr = aperture_snr(sub, sources, rms, meta.gain_e_per_adu, psf.fwhm_px)
     stars = count_stars(sources, snr)
     singles, multis = sharp_pixels(sub, rms, saturated)
-    # Streaks stay in view of the column finder: sep makes a bright hot column a long segment of its own, which
-    # hid it (a 147 e- column vanished from the count when a third column joined the frame).
-    column_z, columns, column_x = hot_columns(sub, rms, (sources.segmentation & ~_streak_pixels(sources)) | saturated)
+    column_z, columns, column_x = hot_columns(sub, rms, sources.segmentation | saturated)
     lines: LineStats = line_stats(sub, rms, sources, saturated)
     coarse: LineStats = line_stats(sub, rms, sources, saturated, target=128)
     found: TrailStats = trails(sub, rms, sources, saturated, column_x)
     evidence = _evidence(image, saturated, sources, snr, found, column_x, gradient, sky)
-    # The PSF leaves out trail pieces and an aircraft's strobes, and the stars a hot column runs through, for the
-    # model as for the report: fed the strobes, the model called one aircraft a bad focus (p 1.0) on a sparse field.
-    psf = psf_stats(sub, evidence.sources, back, saturation, rms) if evidence.sources is not sources else psf
+    # The PSF leaves out trail pieces and an aircraft's strobes, for the model as for the report: fed the strobes,
+    # the model called one aircraft a bad focus (p 1.0) on a sparse field.
+    psf = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
     n_saturated, saturated_groups = _saturation(saturated)
 
     scale = meta.pixel_scale_arcsec
@@ -253,7 +250,7 @@ class _Evidence:
     cloud_gradient_pct: float
     detector_columns: int
     point_sources: int
-    sources: Sources  # the sources with those near a trail or a hot column marked as hits (for the PSF)
+    sources: Sources  # the sources with those near a trail marked as hits (for a PSF without trail pieces)
 
 
 def _evidence(
@@ -268,9 +265,7 @@ def _evidence(
 ) -> _Evidence:
     """The severities the score reads that the features do not: the sky's gradient without the trails' light in
     the background (a trail tilts the mesh like a cloud), the hot columns that are not a trail running down a
-    column, and the point sources that are neither hits, hot pixels nor pieces of trails or hot columns; and the
-    sources the PSF may use: not trail pieces, and no star within TRAIL_REACH_PX of a found hot column (a column
-    through a star stretches it: on an 8-star field one took the median a/b from 1.10 to 1.36)."""
+    column, and the point sources that are neither hits, hot pixels nor pieces of trails or hot columns."""
     height, width = image.shape
     detector = [x for x in column_x if not found.runs_down(float(x), height, TRAIL_REACH_PX)]
     if found.count:
@@ -285,19 +280,8 @@ def _evidence(
         on_column = np.isin(np.rint(x).astype(np.int64), np.concatenate([column_x - 1, column_x, column_x + 1]))
         on_trail = found.near(x, sources.objects["y"], TRAIL_REACH_PX)
         points = point_sources(sources, snr, image.shape, on_trail | on_column)
-        near_column = np.abs(x[:, None] - column_x[None, :].astype(np.float64)).min(axis=1, initial=np.inf)
-        spoiled = on_trail | (near_column <= TRAIL_REACH_PX)
-        if spoiled.any():
-            clean = replace(sources, cosmic=sources.cosmic | spoiled)
+        clean = replace(sources, cosmic=sources.cosmic | on_trail)
     return _Evidence(100.0 * gradient / sky, len(detector), points, clean)
-
-
-def _streak_pixels(sources: Sources) -> np.ndarray:
-    """The pixels of the long, thin sources (sources.streaks: hot columns, trails)."""
-    ids = np.flatnonzero(streaks(sources.objects)) + 1 if sources.count else np.zeros(0, dtype=np.int64)
-    if ids.size == 0:
-        return np.zeros(sources.segmentation.shape, dtype=bool)
-    return np.isin(sources.labels, ids)
 
 
 def _saturation(saturated: np.ndarray) -> tuple[int, int]:

@@ -12,8 +12,6 @@ measured severity, so that the score can only fall as a defect grows:
     hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
     no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
 
-The PSF (HFD, a/b) is measured on stars that are neither trail pieces nor within 6 px of a found hot column.
-
 HFD is the stars' half-flux diameter (twice the median half-light radius; about 1.2 FWHM for a focused Moffat
 star), the size autofocus routines use because it keeps growing through defocus: the FWHM of a donut does not
 (its half maximum sits on the ring's edge, and on a sparse field it fell as the focus worsened). Each star's own

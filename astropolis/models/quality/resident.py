@@ -25,7 +25,7 @@ from astropolis.models.quality.model import QualityNet, load, predict
 from astropolis.models.quality.report import QualityReport, report
 
 WEIGHTS = Path(__file__).with_name("quality.pt")
-WEIGHTS_SHA256 = "sha256:f5d1cb55b3698da4abb5da465942379f46eec003543c4b9ba955776e58f371a1"
+WEIGHTS_SHA256 = "sha256:95ab6932a7e43d13570ad1d4559f060dca5f0587ded410bc02f1d183eacec0dd"
 DEFAULT_THRESHOLD = 50.0  # the Site model's default quality_threshold
 REOBSERVE_PRIORITY = 60
 MIN_SIDE = 16
