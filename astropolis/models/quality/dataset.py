@@ -153,14 +153,14 @@ def labels_of(frame: SimFrame, defects: Defects) -> np.ndarray:
 
 def gate_labels(severity: dict[str, float]) -> np.ndarray:
     """The GATES labels (0/1) of an example from its injected severities, whatever its star count."""
-    return np.array(
-        [
-            float(severity["focus"] >= FOCUS_LABEL),
-            float(severity["tracking_fwhm"] >= TRACKING_LABEL),
-            float(severity["clouds"] >= CLOUDS_LABEL),
-            float(severity["tracking_fwhm"] >= TRACKING_LABEL),
-        ]
-    )
+    tracking = float(severity["tracking_fwhm"] >= TRACKING_LABEL)  # the MLP's gate and the head's: one label
+    labels = {
+        "psf_focus": float(severity["focus"] >= FOCUS_LABEL),
+        "psf_tracking": tracking,
+        "sky_clouds": float(severity["clouds"] >= CLOUDS_LABEL),
+        "psf_elongated": tracking,
+    }
+    return np.array([labels[name] for name in GATES])
 
 
 def targets(example: Example) -> np.ndarray:

@@ -69,7 +69,8 @@ class QualityResident(Resident[QualityReport]):
     # 1.1: per-defect penalties that never rise with severity; 1.2: the PSF gates by truth; 1.3: the focus penalty
     # on the half-flux diameter, trails along the pixel rows, the model trained on sparse frames too; 1.4: the
     # model's PSF features without trail pieces, a point-source count without hot-column streaks or donut arcs; 1.5: the
-    # clouds gate a monotone head of the sky and the star counts
+    # clouds gate a monotone head of the sky and the star counts; 1.6: the tracking gate a monotone head of the stars'
+    # elongation
     version = "1.6.0"
     input_kind = "frame"
     output_model = QualityReport
