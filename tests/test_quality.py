@@ -22,7 +22,7 @@ from astropolis.models.base import file_sha256, load_frame
 from astropolis.models.errors import BadInput, WeightsMismatch
 from astropolis.models.quality.dataset import FLAGS, OUTPUTS, examples
 from astropolis.models.quality.evaluation import LADDERS, defects_at, field_ladder, ladder_scores, monotone_fields
-from astropolis.models.quality.features import Measurements, measure
+from astropolis.models.quality.features import FEATURE_NAMES, Measurements, measure
 from astropolis.models.quality.meta import FrameMeta
 from astropolis.models.quality.model import predict
 from astropolis.models.quality.realframes import RealFrame, grade, m13_path, real_frames
@@ -55,7 +55,7 @@ def test_committed_weights_are_small_and_match_their_hash(tmp_path: Path) -> Non
 def test_registered_under_its_name() -> None:
     made = load_resident("quality")
     assert isinstance(made, QualityResident)
-    assert (made.name, made.version, made.input_kind) == ("quality", "1.6.0", "frame")
+    assert (made.name, made.version, made.input_kind) == ("quality", "1.7.0", "frame")
 
 
 def test_same_frame_same_bytes(resident: QualityResident) -> None:
@@ -110,10 +110,17 @@ SEVERITIES = {  # Measurements fields that grow with a defect, and how far to pu
     "cloud_gradient_pct": (0.0, 60.0),
     "hfd_arcsec": (0.6, 18.0),
     "elongation": (1.0, 4.0),
-    "trail_strength": (0.0, 400.0),
+    "trail_excesses": (0.0, 400.0),  # more trails, or a stronger one (_severity)
     "hot_pixels_per_area": (0.0, 500.0),
     "detector_columns": (0, 6),
 }
+
+
+def _severity(name: str, value: float) -> object:
+    """A Measurements value for a severity: trails as certain ones of strength 16 + 25 and a fainter last one."""
+    if name == "trail_excesses":
+        return (25.0,) * int(value // 25.0) + ((value % 25.0,) if value % 25.0 else ())
+    return int(value) if name == "detector_columns" else float(value)
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +139,10 @@ def test_the_score_never_rises_with_a_measured_severity(measured: Measurements, 
     falls = 0
     for _ in range(20):
         probabilities = dict(zip(OUTPUTS, rng.uniform(0, 1, len(OUTPUTS)) ** 3, strict=True))
-        base = {name: float(rng.uniform(*SEVERITIES[name])) for name in SEVERITIES}
+        base = {name: _severity(name, float(rng.uniform(*SEVERITIES[name]))) for name in SEVERITIES}
         scores = []
         for value in steps:
-            fields = {**base, severity: int(value) if severity == "detector_columns" else float(value)}
+            fields = {**base, severity: _severity(severity, float(value))}
             scores.append(score(probabilities, replace(measured, **fields)))
         assert all(b <= a for a, b in itertools.pairwise(scores)), (severity, scores)
         falls += scores[-1] < scores[0]
@@ -200,6 +207,36 @@ def test_a_satellite_a_fraction_of_a_degree_off_the_columns_is_a_trail_not_hot_c
     frame = render(field, Defects(satellite_trails=1))
     measured = measure(frame.data, FrameMeta.from_header(frame.header))
     assert (measured.trail_count, measured.detector_columns) == (1, 0)
+
+
+def test_a_hot_column_through_a_star_leaves_the_reported_psf_alone() -> None:
+    # Seed 2, field 16 (8 stars): the first hot column runs through a star and lifted the stars' median a/b from
+    # 1.10 to 1.36, which opened the tracking penalty. The report's PSF leaves out stars beside a hot column; the
+    # model's features keep them, as it was trained.
+    field = monotone_fields(17, seed=2)[16]
+    clean, column = (
+        measure(f.data, FrameMeta.from_header(f.header))
+        for f in (render(field, Defects(hot_columns=n)) for n in (0, 1))
+    )
+    elongation = FEATURE_NAMES.index("log_elongation")
+    assert column.detector_columns == 1
+    assert 10 ** column.features[elongation] > 1.3 > 1.15 > clean.elongation
+    assert abs(column.elongation - clean.elongation) < 0.05
+
+
+def test_a_faint_satellite_crossing_two_bright_ones_adds_to_the_trail_penalty() -> None:
+    # Seed 4, field 7: a third, faint satellite (strength 17) crosses the first two; the hidden disc around the
+    # crossing cost the second 2.4 of strength, so the summed strength fell from two satellites to three. Each
+    # certain trail now counts the same (report.TRAIL's cap).
+    field = monotone_fields(8, seed=4)[7]
+    found = [
+        measure(f.data, FrameMeta.from_header(f.header))
+        for f in (render(field, defects_at("satellite_trails", n, field)) for n in (2, 3))
+    ]
+    assert (found[0].trail_count, found[1].trail_count) == (2, 3)
+    assert found[1].trail_strength < found[0].trail_strength  # what the cap is for
+    clean = dict.fromkeys(OUTPUTS, 0.0)
+    assert penalties(clean, found[1])["trail"] > penalties(clean, found[0])["trail"]
 
 
 def test_a_trail_within_a_degree_of_a_row_counts() -> None:
@@ -369,7 +406,6 @@ def test_a_monotone_gate_never_falls_as_its_features_move_the_defects_way(weight
     # tracking gate reads only the stars' elongation: hot columns or cosmic rays cannot close it.
     import torch
 
-    from astropolis.models.quality.features import FEATURE_NAMES
     from astropolis.models.quality.model import MONOTONE, QualityNet
 
     if weights == "random":

@@ -63,6 +63,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 REFERENCE_AREA = 512 * 512  # counts of defects are normalised to a 512x512 frame
 TRAIL_REACH_PX = 6.0  # sources this close to a trail are fragments of it, not stars
+COLUMN_REACH_PX = 6.0  # stars centred this close to a hot column are left out of the report's PSF
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Measurements:
     detector_columns: int  # hot columns that are not a near-vertical trail
     trail_strength: float  # summed strength of every trail-like line (0: none)
     trail_count: int  # how many lines count as trails
+    trail_excesses: tuple[float, ...]  # each counted trail's strength above the threshold (they sum to trail_strength)
     point_sources: int  # S/N >= 10 sources that are neither hits, hot pixels nor pieces of a trail
 
 
@@ -176,6 +178,10 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
     # The PSF leaves out trail pieces and an aircraft's strobes, for the model as for the report: fed the strobes,
     # the model called one aircraft a bad focus (p 1.0) on a sparse field.
     psf = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
+    # The report's PSF (which the score reads) also leaves out the stars a hot column runs through or beside: one
+    # column through one of 8 stars lifted their median a/b from 1.10 to 1.36 and opened the tracking penalty. The
+    # model's features keep them, as it was trained.
+    shown = psf_stats(sub, evidence.shown, back, saturation, rms) if evidence.detector_columns else psf
     n_saturated, saturated_groups = _saturation(saturated)
 
     scale = meta.pixel_scale_arcsec
@@ -228,11 +234,11 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         sky_gradient_pct=100.0 * gradient / sky,
         cloud_gradient_pct=evidence.cloud_gradient_pct,
         star_count=stars,
-        fwhm_px=psf.fwhm_px,
-        seeing_arcsec=psf.fwhm_px * scale if psf.fwhm_px and scale else None,
-        hfd_px=2.0 * psf.r50_px if psf.r50_px else None,
-        hfd_arcsec=2.0 * psf.r50_px * scale if psf.r50_px and scale else None,
-        elongation=psf.elongation,
+        fwhm_px=shown.fwhm_px,
+        seeing_arcsec=shown.fwhm_px * scale if shown.fwhm_px and scale else None,
+        hfd_px=2.0 * shown.r50_px if shown.r50_px else None,
+        hfd_arcsec=2.0 * shown.r50_px * scale if shown.r50_px and scale else None,
+        elongation=shown.elongation,
         saturated_pixels=n_saturated,
         hot_pixel_candidates=singles,
         hot_columns=columns,
@@ -240,6 +246,7 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         hot_pixels_per_area=singles * area_scale,
         trail_strength=found.strength,
         trail_count=found.count,
+        trail_excesses=found.excesses,
         point_sources=evidence.point_sources,
         detector_columns=evidence.detector_columns,
     )
@@ -251,6 +258,7 @@ class _Evidence:
     detector_columns: int
     point_sources: int
     sources: Sources  # the sources with those near a trail marked as hits (for a PSF without trail pieces)
+    shown: Sources  # and with those near a hot column (not a trail's) marked too (for the report's PSF)
 
 
 def _evidence(
@@ -274,14 +282,19 @@ def _evidence(
         back, _, box = _background(image, saturated | lines.reshape(height, width))
         coefficients, _ = _sky_model(back, box)
         gradient = float(math.hypot(coefficients[1], coefficients[2]))
-    points, clean = 0, sources
+    points, clean, shown = 0, sources, sources
     if sources.count:
         x = sources.objects["x"]
         on_column = np.isin(np.rint(x).astype(np.int64), np.concatenate([column_x - 1, column_x, column_x + 1]))
         on_trail = found.near(x, sources.objects["y"], TRAIL_REACH_PX)
         points = point_sources(sources, snr, image.shape, on_trail | on_column)
         clean = replace(sources, cosmic=sources.cosmic | on_trail)
-    return _Evidence(100.0 * gradient / sky, len(detector), points, clean)
+        if detector:
+            beside = np.abs(x[:, None] - np.asarray(detector, dtype=np.float64)[None, :]).min(axis=1) <= COLUMN_REACH_PX
+            shown = replace(clean, cosmic=clean.cosmic | beside)
+        else:
+            shown = clean
+    return _Evidence(100.0 * gradient / sky, len(detector), points, clean, shown)
 
 
 def _saturation(saturated: np.ndarray) -> tuple[int, int]:

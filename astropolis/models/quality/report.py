@@ -8,9 +8,16 @@ measured severity, so that the score can only fall as a defect grows:
                and a hot pixel or a strobe can make one), else max(focus, tracking)
       focus    0.60 lin(HFD": 2.4 -> 0.6, 12 -> 1) max(g(p_psf_focus), ramp(HFD", 5.5, 7.2))
       tracking 0.60 lin(a/b: 1.05 -> 0, 1.35 -> 0.6, 2.3 -> 1) max(g(p_psf_elongated), ramp(a/b, 1.45, 1.75))
-    trail      0.50 s / (s + 60)             s: summed strength over 16 of every line the multi-line search finds
+    trail      0.50 s / (s + 25)             s: sum over the lines the multi-line search finds of min(strength - 16, 20)
     hot pixels 0.25 e / (e + 150)            e: hot pixels per 512² + 30 per hot column (not a trail's)
     no stars   0.85 (1 - min(1, n / 2))      n: point sources (S/N >= 10, not hits, hot pixels or trail pieces)
+
+A line's strength is how surely it is a trail (a detection significance; 16 is where noise lines stop), not how
+much of the frame it spoils: from 36 on a trail is certain, and more strength says nothing more. Past there it
+wavers with the search's noise threshold and with where other trails cross it: a bright satellite lost 2.4 as a
+third, faint one (strength 17) crossed it, and another 2.4 as a second satellite too faint to find joined the frame,
+so the summed strength fell, and the score rose, as satellites were added. Capped, each certain trail counts the
+same and a fainter one counts for less.
 
 HFD is the stars' half-flux diameter (twice the median half-light radius; about 1.2 FWHM for a focused Moffat
 star), the size autofocus routines use because it keeps growing through defocus: the FWHM of a donut does not
@@ -62,7 +69,7 @@ TRACKING = {"weight": 0.6, "severity": ((1.05, 0.0), (1.35, 0.6), (2.3, 1.0)), "
 PSF_UNJUDGED = 0.6  # no PSF to judge: as bad as the PSF term gets
 MIN_PSF_SOURCES = 6  # with fewer point sources the PSF term is PSF_UNJUDGED (a PSF from a few stars is noise,
 # and a hot pixel or a strobe can make one)
-TRAIL = {"weight": 0.5, "half": 60.0}
+TRAIL = {"weight": 0.5, "half": 25.0, "cap": 20.0}  # each line's strength over 16 counts up to "cap"
 HOT = {"weight": 0.25, "half": 150.0, "per_column": 30.0}
 NO_STARS = {"weight": 0.85, "enough": 2.0}
 
@@ -123,7 +130,7 @@ def penalties(probabilities: dict[str, float], measured: Measurements) -> dict[s
     else:
         focus = _psf(FOCUS, _gate("psf_focus", probabilities), width)
         out["psf"] = max(floor, focus, _psf(TRACKING, _gate("psf_elongated", probabilities), elongation))
-    strength = measured.trail_strength
+    strength = sum(min(excess, TRAIL["cap"]) for excess in measured.trail_excesses)
     out["trail"] = TRAIL["weight"] * strength / (strength + TRAIL["half"])
     hot = measured.hot_pixels_per_area + HOT["per_column"] * measured.detector_columns
     out["hot_pixels"] = HOT["weight"] * hot / (hot + HOT["half"])

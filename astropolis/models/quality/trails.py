@@ -44,7 +44,12 @@ class TrailStats:
     def strength(self) -> float:
         """Summed strength of the trails above the threshold (0 on a frame without any; continuous at it, so a
         line near the threshold barely moves the score)."""
-        return float(sum(max(0.0, t.strength - TRAIL_MIN_STRENGTH) for t in self.trails))
+        return float(sum(self.excesses))
+
+    @property
+    def excesses(self) -> tuple[float, ...]:
+        """Each counted trail's strength above the threshold, strongest found first."""
+        return tuple(t.strength - TRAIL_MIN_STRENGTH for t in self.trails if t.strength > TRAIL_MIN_STRENGTH)
 
     @property
     def count(self) -> int:
