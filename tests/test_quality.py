@@ -224,6 +224,19 @@ def test_a_hot_column_through_a_star_leaves_the_reported_psf_alone() -> None:
     assert abs(column.elongation - clean.elongation) < 0.05
 
 
+def test_the_score_counts_a_bright_hot_column_that_sep_made_a_segment_of() -> None:
+    # Seed 2, field 11, noise draw 2: the column finder masks sep's segments, and with two columns one became a
+    # segment of its own: the finder counted 0, 1, 0, 2 as columns were added. The score's count runs the finder
+    # again with sep's vertical streaks in view; the features keep the first count, as the model was trained.
+    field = replace(monotone_fields(12, seed=2)[11], noise_draw=2)
+    found = [
+        measure(f.data, FrameMeta.from_header(f.header))
+        for f in (render(field, Defects(hot_columns=n)) for n in range(4))
+    ]
+    assert [m.hot_columns for m in found] == [0, 1, 0, 2]
+    assert [m.detector_columns for m in found] == [0, 1, 2, 3]
+
+
 def test_a_faint_satellite_crossing_two_bright_ones_adds_to_the_trail_penalty() -> None:
     # Seed 4, field 7: a third, faint satellite (strength 17) crosses the first two; the hidden disc around the
     # crossing cost the second 2.4 of strength, so the summed strength fell from two satellites to three. Each

@@ -23,6 +23,7 @@ from astropolis.models.quality.sources import (
     detect,
     point_sources,
     psf_stats,
+    streaks,
 )
 from astropolis.models.quality.trails import TrailStats, trails
 
@@ -63,6 +64,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 REFERENCE_AREA = 512 * 512  # counts of defects are normalised to a 512x512 frame
 TRAIL_REACH_PX = 6.0  # sources this close to a trail are fragments of it, not stars
+VERTICAL_DEG = 2.0  # a sep streak this close to the columns' direction may be a hot column
 COLUMN_REACH_PX = 6.0  # stars centred this close to a hot column are left out of the report's PSF
 
 
@@ -88,7 +90,7 @@ class Measurements:
     hot_pixels_per_area: float  # single sharp pixels per 512x512 pixels
     cloud_gradient_pct: float  # sky gradient with the trails' light left out of the background
     detector_columns: int  # hot columns that are not a near-vertical trail
-    trail_strength: float  # summed strength of every trail-like line (0: none)
+    trail_strength: float  # summed strength over 16 of the lines that count as trails (0: none)
     trail_count: int  # how many lines count as trails
     trail_excesses: tuple[float, ...]  # each counted trail's strength above the threshold (they sum to trail_strength)
     point_sources: int  # S/N >= 10 sources that are neither hits, hot pixels nor pieces of a trail
@@ -174,7 +176,9 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
     lines: LineStats = line_stats(sub, rms, sources, saturated)
     coarse: LineStats = line_stats(sub, rms, sources, saturated, target=128)
     found: TrailStats = trails(sub, rms, sources, saturated, column_x)
-    evidence = _evidence(image, saturated, sources, snr, found, column_x, gradient, sky)
+    evidence = _evidence(
+        image, saturated, sources, snr, found, _score_columns(sub, rms, sources, saturated, column_x), gradient, sky
+    )
     # The PSF leaves out trail pieces and an aircraft's strobes, for the model as for the report: fed the strobes,
     # the model called one aircraft a bad focus (p 1.0) on a sparse field.
     psf = psf_stats(sub, evidence.sources, back, saturation, rms) if found.count else psf
@@ -252,6 +256,24 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
     )
 
 
+def _score_columns(
+    sub: np.ndarray, rms: float, sources: Sources, saturated: np.ndarray, column_x: np.ndarray
+) -> np.ndarray:
+    """The hot columns the score counts: the column finder's, run again with sep's vertical streaks left in view.
+    A bright column can become a segment of its own, and the finder masks segments: on a seed-2 field the count
+    went 0, 1, 2, 1 as columns were added. The features and the trail search keep the finder's first answer (a
+    satellite within a degree of the columns lights a staircase of them, which must stay visible to the trail
+    search; the score then leaves out the columns a trail runs down)."""
+    objects = sources.objects
+    if len(objects) == 0:
+        return column_x
+    vertical = streaks(objects) & (np.abs(np.abs(objects["theta"]) - np.pi / 2) <= np.radians(VERTICAL_DEG))
+    if not vertical.any():
+        return column_x
+    shown = np.isin(sources.labels, np.flatnonzero(vertical) + 1)
+    return hot_columns(sub, rms, (sources.segmentation & ~shown) | saturated)[2]
+
+
 @dataclass(frozen=True)
 class _Evidence:
     cloud_gradient_pct: float
@@ -272,8 +294,9 @@ def _evidence(
     sky: float,
 ) -> _Evidence:
     """The severities the score reads that the features do not: the sky's gradient without the trails' light in
-    the background (a trail tilts the mesh like a cloud), the hot columns that are not a trail running down a
-    column, and the point sources that are neither hits, hot pixels nor pieces of trails or hot columns."""
+    the background (a trail tilts the mesh like a cloud), the hot columns (`column_x`, _score_columns) that are not
+    a trail running down a column, and the point sources that are neither hits, hot pixels nor pieces of trails or
+    hot columns; and the sources the PSFs leave out."""
     height, width = image.shape
     detector = [x for x in column_x if not found.runs_down(float(x), height, TRAIL_REACH_PX)]
     if found.count:
