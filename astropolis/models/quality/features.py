@@ -270,8 +270,8 @@ def _score_columns(
     vertical = streaks(objects) & (np.abs(np.abs(objects["theta"]) - np.pi / 2) <= np.radians(VERTICAL_DEG))
     if not vertical.any():
         return column_x
-    shown = np.isin(sources.labels, np.flatnonzero(vertical) + 1)
-    return hot_columns(sub, rms, (sources.segmentation & ~shown) | saturated)[2]
+    in_view = np.isin(sources.labels, np.flatnonzero(vertical) + 1)
+    return hot_columns(sub, rms, (sources.segmentation & ~in_view) | saturated)[2]
 
 
 @dataclass(frozen=True)
