@@ -123,10 +123,15 @@ def _severity(name: str, value: float) -> object:
     return int(value) if name == "detector_columns" else float(value)
 
 
+def _measured(field: FieldSpec, *defects: Defects) -> list[Measurements]:
+    """The measurements of `field` rendered with each of `defects` (none given: clean)."""
+    frames = (render(field, d) for d in defects or (Defects(),))
+    return [measure(f.data, FrameMeta.from_header(f.header)) for f in frames]
+
+
 @pytest.fixture(scope="module")
 def measured() -> Measurements:
-    frame = render(FIELD)
-    return measure(frame.data, FrameMeta.from_header(frame.header))
+    return _measured(FIELD)[0]
 
 
 @pytest.mark.parametrize("severity", sorted(SEVERITIES))
@@ -177,9 +182,7 @@ def test_the_half_flux_diameter_keeps_growing_through_defocus_and_ignores_clouds
     hfd = [m.hfd_px for m in field_ladder(sparse, "focus")[3:]]  # focus 2, 2.5, 3, 3.5
     assert all(h is not None for h in hfd) and all(b > a for a, b in itertools.pairwise(hfd)), hfd  # type: ignore[operator]
     cloudy = monotone_fields(4, seed=4)[3]
-    clear, thick = (
-        measure(f.data, FrameMeta.from_header(f.header)) for f in (render(cloudy), render(cloudy, Defects(clouds=0.9)))
-    )
+    clear, thick = _measured(cloudy, Defects(), Defects(clouds=0.9))
     assert clear.hfd_px is not None and thick.hfd_px is not None
     assert thick.hfd_px == pytest.approx(clear.hfd_px, rel=0.1)
 
@@ -191,8 +194,7 @@ def test_the_point_source_count_ignores_hot_column_pieces_and_counts_a_broken_do
     field = monotone_fields(31, seed=4)[30]
 
     def count(defects: Defects) -> int:
-        frame = render(field, defects)
-        return measure(frame.data, FrameMeta.from_header(frame.header)).point_sources
+        return _measured(field, defects)[0].point_sources
 
     clean = count(Defects())
     assert clean == 4 and count(Defects(hot_columns=3)) == clean
@@ -204,8 +206,7 @@ def test_a_satellite_a_fraction_of_a_degree_off_the_columns_is_a_trail_not_hot_c
     # neighbouring columns, one row block after another. A 1.6.0 trial that let the column finder see sep's long
     # segments (to count bright hot columns) counted it as 8 hot columns and hid it from the trail search.
     field = monotone_fields(29, seed=1)[28]
-    frame = render(field, Defects(satellite_trails=1))
-    measured = measure(frame.data, FrameMeta.from_header(frame.header))
+    [measured] = _measured(field, Defects(satellite_trails=1))
     assert (measured.trail_count, measured.detector_columns) == (1, 0)
 
 
@@ -214,10 +215,7 @@ def test_a_hot_column_through_a_star_leaves_the_reported_psf_alone() -> None:
     # 1.10 to 1.36, which opened the tracking penalty. The report's PSF leaves out stars beside a hot column; the
     # model's features keep them, as it was trained.
     field = monotone_fields(17, seed=2)[16]
-    clean, column = (
-        measure(f.data, FrameMeta.from_header(f.header))
-        for f in (render(field, Defects(hot_columns=n)) for n in (0, 1))
-    )
+    clean, column = _measured(field, Defects(), Defects(hot_columns=1))
     elongation = FEATURE_NAMES.index("log_elongation")
     assert column.detector_columns == 1
     assert 10 ** column.features[elongation] > 1.3 > 1.15 > clean.elongation
@@ -229,10 +227,7 @@ def test_the_score_counts_a_bright_hot_column_that_sep_made_a_segment_of() -> No
     # segment of its own: the finder counted 0, 1, 0, 2 as columns were added. The score's count runs the finder
     # again with sep's vertical streaks in view; the features keep the first count, as the model was trained.
     field = replace(monotone_fields(12, seed=2)[11], noise_draw=2)
-    found = [
-        measure(f.data, FrameMeta.from_header(f.header))
-        for f in (render(field, Defects(hot_columns=n)) for n in range(4))
-    ]
+    found = _measured(field, *(Defects(hot_columns=n) for n in range(4)))
     assert [m.hot_columns for m in found] == [0, 1, 0, 2]
     assert [m.detector_columns for m in found] == [0, 1, 2, 3]
 
@@ -242,10 +237,7 @@ def test_a_faint_satellite_crossing_two_bright_ones_adds_to_the_trail_penalty() 
     # crossing cost the second 2.4 of strength, so the summed strength fell from two satellites to three. Each
     # certain trail now counts the same (report.TRAIL's cap).
     field = monotone_fields(8, seed=4)[7]
-    found = [
-        measure(f.data, FrameMeta.from_header(f.header))
-        for f in (render(field, defects_at("satellite_trails", n, field)) for n in (2, 3))
-    ]
+    found = _measured(field, *(defects_at("satellite_trails", n, field) for n in (2, 3)))
     assert (found[0].trail_count, found[1].trail_count) == (2, 3)
     assert found[1].trail_strength < found[0].trail_strength  # what the cap is for
     clean = dict.fromkeys(OUTPUTS, 0.0)
@@ -256,10 +248,7 @@ def test_a_trail_within_a_degree_of_a_row_counts() -> None:
     # The second aircraft of this held-out field flies 0.3 degrees off a pixel row; the trail search once left
     # such lines to the detector and the score did not fall for it.
     field = monotone_fields(32, seed=2)[31]
-    one, two = (
-        measure(f.data, FrameMeta.from_header(f.header))
-        for f in (render(field, Defects(aircraft_trails=n)) for n in (1, 2))
-    )
+    one, two = _measured(field, Defects(aircraft_trails=1), Defects(aircraft_trails=2))
     assert (one.trail_count, two.trail_count) == (1, 2)
     assert two.trail_strength > one.trail_strength
 
@@ -268,10 +257,7 @@ def test_two_crossing_satellite_trails_are_both_found() -> None:
     # A field with two galaxies where sep merges two crossing trails into one galaxy's segment: the line search
     # of the features misses them; the trail search behind the score finds each (and the score keeps falling).
     field = monotone_fields(16, seed=0)[14]
-    found = [
-        measure(f.data, FrameMeta.from_header(f.header))
-        for f in (render(field, defects_at("satellite_trails", n, field)) for n in (1, 2))
-    ]
+    found = _measured(field, *(defects_at("satellite_trails", n, field) for n in (1, 2)))
     assert (found[0].trail_count, found[1].trail_count) == (1, 2)
     assert found[1].trail_strength > found[0].trail_strength
     clean = dict.fromkeys(OUTPUTS, 0.0)

@@ -70,7 +70,8 @@ class QualityResident(Resident[QualityReport]):
     # on the half-flux diameter, trails along the pixel rows, the model trained on sparse frames too; 1.4: the
     # model's PSF features without trail pieces, a point-source count without hot-column streaks or donut arcs; 1.5: the
     # clouds gate a monotone head of the sky and the star counts; 1.6: the tracking gate a monotone head of the stars'
-    # elongation; 1.7: each certain trail counts the same, the report's PSF without the stars beside a hot column
+    # elongation; 1.7: each certain trail counts the same, the report's PSF without the stars beside a hot column, the
+    # score's hot columns counted with sep's vertical streaks in view
     version = "1.7.0"
     input_kind = "frame"
     output_model = QualityReport
