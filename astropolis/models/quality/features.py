@@ -90,10 +90,18 @@ class Measurements:
     hot_pixels_per_area: float  # single sharp pixels per 512x512 pixels
     cloud_gradient_pct: float  # sky gradient with the trails' light left out of the background
     detector_columns: int  # hot columns that are not a near-vertical trail
-    trail_strength: float  # summed strength over 16 of the lines that count as trails (0: none)
-    trail_count: int  # how many lines count as trails
-    trail_excesses: tuple[float, ...]  # each counted trail's strength above the threshold (they sum to trail_strength)
+    trail_excesses: tuple[float, ...]  # each line that counts as a trail: its strength over the threshold (16)
     point_sources: int  # S/N >= 10 sources that are neither hits, hot pixels nor pieces of a trail
+
+    @property
+    def trail_strength(self) -> float:
+        """Summed strength over 16 of the lines that count as trails (0: none)."""
+        return float(sum(self.trail_excesses))
+
+    @property
+    def trail_count(self) -> int:
+        """How many lines count as trails."""
+        return len(self.trail_excesses)
 
 
 def saturation_level(data: np.ndarray, meta: FrameMeta) -> float:
@@ -248,8 +256,6 @@ def measure(data: np.ndarray, meta: FrameMeta) -> Measurements:
         hot_columns=columns,
         line_z=lines.z,
         hot_pixels_per_area=singles * area_scale,
-        trail_strength=found.strength,
-        trail_count=found.count,
         trail_excesses=found.excesses,
         point_sources=evidence.point_sources,
         detector_columns=evidence.detector_columns,
